@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lazymm: lazy address-space references for userspace runtimes.
+ *
+ * A domain is one scheduler: a pool of workers (threads, the "CPUs") that run
+ * tasks, each task belonging to a context (an address space, the "mm") or to
+ * none. A worker that switches to a context-less task keeps the previous
+ * context installed lazily, exactly as Linux keeps a lazy TLB mm; the domain's
+ * scheme decides how that lazy hold keeps the context alive:
+ *
+ *   refcount   every lazy hold is a counted reference (MMU_LAZY_TLB_REFCOUNT)
+ *   shootdown  lazy holds are uncounted; the final drop signals the workers
+ *              that may still hold it away (MMU_LAZY_TLB_SHOOTDOWN)
+ *   hazard     each worker publishes its lazy context in a hazard slot; the
+ *              last user converts hazards into references (Lutomirski 2022)
+ *   rcu        lazy holds are RCU read-side sections; frees wait a grace
+ *              period (liburcu)
+ *
+ * Every function returning int returns 0 or a negative errno value. See
+ * docs/design.md for the concepts and the switch path, and docs/api.md for
+ * the per-function reference.
+ */
+#ifndef LAZYMM_H
+#define LAZYMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(LMM_PUBLIC)
+#define LMM_PUBLIC __attribute__((visibility("default")))
+#elif !defined(LMM_PUBLIC)
+#define LMM_PUBLIC
+#endif
+
+#define LAZYMM_VERSION_MAJOR 0
+#define LAZYMM_VERSION_MINOR 1
+
+enum lmm_scheme {
+	LMM_SCHEME_REFCOUNT = 1,
+	LMM_SCHEME_SHOOTDOWN,
+	LMM_SCHEME_HAZARD,
+	LMM_SCHEME_RCU,
+};
+
+struct lmm_domain; /* opaque: one scheduler's workers + one scheme */
+struct lmm_worker; /* opaque: a thread that runs tasks (a "CPU") */
+
+/*
+ * A context. Its size is public so that it can be embedded in the
+ * application's own structure (recover that with offsetof in the hooks);
+ * its contents are private to the library.
+ */
+#define LMM_CTX_SIZE 128
+struct lmm_ctx {
+	union {
+		void *align_ptr;
+		unsigned long long align_ull;
+		unsigned char bytes[LMM_CTX_SIZE];
+	} lmm_private;
+};
+
+/* The application's hooks. All three are required. */
+struct lmm_ops {
+	/*
+	 * Install @next on the calling worker @w, replacing @prev (the one
+	 * installed until now). Never NULL, never equal. Runs on @w's thread.
+	 * Under the shootdown scheme a switch towards the init context may run
+	 * inside the domain's signal handler: it must then be async-signal-safe.
+	 */
+	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next);
+	/* Users reached 0 (exit_mmap): runs once, on the thread that dropped it. */
+	void (*teardown)(struct lmm_ctx *ctx);
+	/*
+	 * The count reached 0 and no worker has @ctx installed (__mmdrop). Runs
+	 * once, after teardown, never in a signal handler, never under a lock of
+	 * the library. May call lmm_drop/lmm_put on other contexts.
+	 */
+	void (*free)(struct lmm_ctx *ctx);
+};
+
+#define LMM_F_DEFER_FREE 0x1u /* run free() on a library thread, never inside the caller */
+#define LMM_F_DEBUG 0x2u      /* verify every free, check every call's caller; abort on misuse */
+
+#define LMM_DEFAULT_MAX_WORKERS 256u /* cfg.max_workers == 0 */
+#define LMM_MAX_WORKERS 65536u      /* the largest cfg.max_workers accepted */
+
+struct lmm_config {
+	enum lmm_scheme scheme;
+	const struct lmm_ops *ops;
+	unsigned max_workers; /* 0: LMM_DEFAULT_MAX_WORKERS */
+	unsigned flags;       /* LMM_F_* */
+	int signo;            /* signal used by schemes that need one; 0: lmm_default_signo() */
+	unsigned timeout_ms;  /* how long lmm_barrier waits before -ETIMEDOUT; 0: 10000 */
+};
+
+/*
+ * Counters. Core counters are kept per worker (no shared write on the fast
+ * path) and summed here; scheme counters are zero for schemes that do not use
+ * them. A snapshot, not an atomic cut across workers.
+ */
+struct lmm_stats {
+	/* core */
+	uint64_t switches;     /* lmm_switch calls */
+	uint64_t lazy_enters;  /* lmm_switch(w, NULL) from a context: a lazy hold began */
+	uint64_t lazy_hits;    /* switched back to the lazily held context: nothing installed */
+	uint64_t installs;     /* switch_ctx calls, including unlazy and offline */
+	uint64_t unlazies;     /* lazy holds ended by lmm_unlazy, idle or offline */
+	uint64_t teardowns;    /* teardown calls */
+	uint64_t frees;        /* free calls */
+	uint64_t frees_deferred; /* of which ran on the library thread */
+	uint64_t frees_pending;  /* contexts whose count is 0 but whose free has not run */
+	uint64_t contexts_live;  /* initialised and not yet freed */
+	uint64_t workers_online;
+	/* hazard */
+	uint64_t conversions;    /* last users that scanned for hazards */
+	uint64_t slots_scanned;  /* lazy slots read by those scans */
+	uint64_t hazards_converted; /* references handed over through drop slots */
+	/* shootdown (and rcu nudges) */
+	uint64_t signals_sent;
+	uint64_t signals_avoided_published; /* (a) worker no longer had it: bit cleared, no signal */
+	uint64_t signals_avoided_selfclear; /* (b) worker cleared its own bit when leaving a dead context */
+	uint64_t signals_avoided_batched;   /* (c) one signal served several dying contexts */
+	uint64_t shootdowns;        /* contexts that needed a shootdown round */
+	uint64_t reclaim_handoffs;  /* contexts handed to the reclaim thread after a bounded wait */
+	/* rcu */
+	uint64_t grace_periods;
+	uint64_t rcu_backlog;       /* frees waiting for a grace period now */
+	uint64_t rcu_backlog_max;
+	uint64_t rcu_stalls;        /* grace periods that waited past the nudge delay */
+	uint64_t rcu_nudges;        /* signals sent to stalled workers */
+};
+
+/* --- domains --- */
+
+/* Create a domain. -EINVAL for a bad config, -EPROTONOSUPPORT for a scheme not built in. */
+LMM_PUBLIC int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out);
+/* Destroy it. -EBUSY while workers are online, contexts live or frees pending. */
+LMM_PUBLIC int lmm_domain_destroy(struct lmm_domain *d);
+/* The domain's init context (init_mm): what workers start on; never freed. */
+LMM_PUBLIC struct lmm_ctx *lmm_init_ctx(struct lmm_domain *d);
+/*
+ * Return once every free already due (count reached 0 before the call) has
+ * run. -EDEADLK from inside free; -ETIMEDOUT if a worker never lets a free
+ * through (a scheme that must wait for workers gives up after a bound).
+ */
+LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
+/* Fill @out with the domain's counters. */
+LMM_PUBLIC int lmm_stats(struct lmm_domain *d, struct lmm_stats *out);
+/* The domain's scheme. */
+LMM_PUBLIC enum lmm_scheme lmm_domain_scheme(const struct lmm_domain *d);
+
+/* --- workers --- */
+
+/*
+ * The calling thread joins @d as a worker with the init context installed.
+ * -EEXIST if it already is a worker (of any domain), -ENOSPC if max_workers
+ * are online. A thread that exits while online is taken offline.
+ */
+LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out);
+/*
+ * The calling thread leaves (hotplug). -EBUSY while a context is current;
+ * otherwise it switches to init and drops its lazy hold before it stops being
+ * visible to the scheme. -EPERM from a thread that is not @w.
+ */
+LMM_PUBLIC int lmm_worker_offline(struct lmm_worker *w);
+/* The data pointer given to lmm_worker_online. */
+LMM_PUBLIC void *lmm_worker_data(const struct lmm_worker *w);
+/* A small integer, unique among the domain's online workers; reused after offline. */
+LMM_PUBLIC unsigned lmm_worker_id(const struct lmm_worker *w);
+/* The calling thread's worker, or NULL. */
+LMM_PUBLIC struct lmm_worker *lmm_worker_self(void);
+/* Bracket every sleep of the worker's idle loop. Cheap no-ops for schemes that need nothing. */
+LMM_PUBLIC void lmm_idle_enter(struct lmm_worker *w);
+LMM_PUBLIC void lmm_idle_exit(struct lmm_worker *w);
+
+/* --- contexts --- */
+
+/* Initialise @ctx in @d with users = 1, count = 1. -ENOMEM, -EINVAL. */
+LMM_PUBLIC int lmm_ctx_init(struct lmm_domain *d, struct lmm_ctx *ctx);
+/* The domain @ctx belongs to. */
+LMM_PUBLIC struct lmm_domain *lmm_ctx_domain(const struct lmm_ctx *ctx);
+/* Users (mmget/mmput). The last put runs teardown, then drops the users' count reference. */
+LMM_PUBLIC void lmm_get(struct lmm_ctx *ctx);
+/* Take a users reference unless users already reached 0 (mmget_not_zero). */
+LMM_PUBLIC bool lmm_get_not_zero(struct lmm_ctx *ctx);
+LMM_PUBLIC void lmm_put(struct lmm_ctx *ctx);
+/* Count (mmgrab/mmdrop). The last drop frees once no worker has it installed. */
+LMM_PUBLIC void lmm_grab(struct lmm_ctx *ctx);
+LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
+
+/* --- the switch path; only the worker's own thread calls these --- */
+
+/*
+ * Make @next the context of the task @w runs (the caller holds a users or
+ * count reference on it while it is current). NULL: a context-less task; the
+ * active context stays installed lazily. Switching to the installed context
+ * (the lazy hit) calls nothing.
+ */
+LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
+/* A lazy worker switches to init now and drops its lazy hold. No-op otherwise. */
+LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
+/* The installed context: init, never NULL, while online. */
+LMM_PUBLIC struct lmm_ctx *lmm_active(const struct lmm_worker *w);
+/* The context of the running task, or NULL. */
+LMM_PUBLIC struct lmm_ctx *lmm_current(const struct lmm_worker *w);
+
+/* --- schemes --- */
+
+/* "refcount", "shootdown", "hazard", "rcu"; NULL for an unknown value. */
+LMM_PUBLIC const char *lmm_scheme_name(enum lmm_scheme s);
+/* Parse one of those names. -EINVAL if unknown. */
+LMM_PUBLIC int lmm_scheme_parse(const char *name, enum lmm_scheme *out);
+/* Whether @s is built into this library. */
+LMM_PUBLIC bool lmm_scheme_available(enum lmm_scheme s);
+/* The signal a domain uses when cfg.signo is 0. */
+LMM_PUBLIC int lmm_default_signo(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LAZYMM_H */

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/* Contexts and their two counts: users (mmget/mmput) and count (mmgrab/mmdrop). */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static struct ctx_impl *checked(struct lmm_ctx *ctx, const char *call)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+	if (unlikely(!ctx || c->magic != CTX_MAGIC))
+		lmm__die(call, "%p is not an initialised context", (void *)ctx);
+	return c;
+}
+
+int lmm_ctx_init(struct lmm_domain *d, struct lmm_ctx *ctx)
+{
+	if (!d || !ctx || ctx == &d->init)
+		return -EINVAL;
+	struct ctx_impl *c = ctx_impl(ctx);
+	_Atomic(unsigned long) *mask = calloc(d->mask_words, sizeof(*mask));
+	if (!mask)
+		return -ENOMEM;
+	*c = (struct ctx_impl){ .domain = d, .worker_mask = mask, .magic = CTX_MAGIC };
+	atomic_init(&c->users, 1);
+	atomic_init(&c->count, 1);
+	atomic_init(&c->state, CTX_LIVE);
+	/* Relaxed: only lmm_domain_destroy reads it, after every free's release. */
+	atomic_fetch_add_explicit(&d->contexts_live, 1, memory_order_relaxed);
+	return 0;
+}
+
+struct lmm_domain *lmm_ctx_domain(const struct lmm_ctx *ctx)
+{
+	return ctx ? ((const struct ctx_impl *)(const void *)ctx)->domain : NULL;
+}
+
+void lmm_get(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = checked(ctx, "lmm_get");
+	if (c->is_init)
+		return;
+	/* Relaxed: the caller already holds a users reference (mmget). */
+	long old = atomic_fetch_add_explicit(&c->users, 1, memory_order_relaxed);
+	if (unlikely(old <= 0))
+		lmm__die("lmm_get", "context %p has no users left (use lmm_get_not_zero)", (void *)ctx);
+}
+
+bool lmm_get_not_zero(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = checked(ctx, "lmm_get_not_zero");
+	if (c->is_init)
+		return true;
+	long old = atomic_load_explicit(&c->users, memory_order_relaxed);
+	do {
+		if (old <= 0)
+			return false;
+		/* Relaxed: like refcount_inc_not_zero, the caller's count reference keeps c alive. */
+	} while (!atomic_compare_exchange_weak_explicit(&c->users, &old, old + 1,
+						       memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+void lmm_put(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = checked(ctx, "lmm_put");
+	if (c->is_init)
+		return;
+	/* Release: this user's accesses happen before teardown (pairs with the fence below). */
+	long old = atomic_fetch_sub_explicit(&c->users, 1, memory_order_release);
+	if (likely(old > 1))
+		return;
+	if (unlikely(old < 1))
+		lmm__die("lmm_put", "users of context %p dropped below zero", (void *)ctx);
+	/* Acquire: pairs with every earlier put's release. */
+	atomic_thread_fence(memory_order_acquire);
+	struct lmm_domain *d = c->domain;
+	atomic_store_explicit(&c->state, CTX_TORN, memory_order_relaxed);
+	d->ops.teardown(ctx);
+	stat_add(d, ST_TEARDOWNS, 1);
+	if (d->scheme->users_zero)
+		d->scheme->users_zero(ctx);
+	lmm_drop(ctx);
+}
+
+void lmm_grab(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = checked(ctx, "lmm_grab");
+	if (c->is_init)
+		return;
+	/* Relaxed: the caller already holds a reference of either kind (mmgrab). */
+	long old = atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
+	if (unlikely(old <= 0))
+		lmm__die("lmm_grab", "context %p was already released", (void *)ctx);
+}
+
+void lmm_drop(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = checked(ctx, "lmm_drop");
+	if (c->is_init)
+		return;
+	/* Release: our accesses (and a worker's switch away) happen before free. */
+	long old = atomic_fetch_sub_explicit(&c->count, 1, memory_order_release);
+	if (likely(old > 1))
+		return;
+	if (unlikely(old < 1))
+		lmm__die("lmm_drop", "count of context %p dropped below zero", (void *)ctx);
+	/* Acquire: pairs with every earlier drop's release. */
+	atomic_thread_fence(memory_order_acquire);
+	lmm__count_zero(c);
+}

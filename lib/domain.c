@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/* Domains: creation, the scheme table, lmm_barrier, lmm_stats, deferred frees. */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Adding a scheme: one file in lib/, one line here, one in meson.build. */
+static const struct lmm_scheme_ops *const schemes[] = {
+	[LMM_SCHEME_REFCOUNT] = &lmm_scheme_refcount,
+#ifdef LMM_HAVE_SHOOTDOWN
+	[LMM_SCHEME_SHOOTDOWN] = &lmm_scheme_shootdown,
+#endif
+#ifdef LMM_HAVE_HAZARD
+	[LMM_SCHEME_HAZARD] = &lmm_scheme_hazard,
+#endif
+#ifdef LMM_HAVE_RCU
+	[LMM_SCHEME_RCU] = &lmm_scheme_rcu,
+#endif
+};
+
+static const char *const scheme_names[] = {
+	[LMM_SCHEME_REFCOUNT] = "refcount",
+	[LMM_SCHEME_SHOOTDOWN] = "shootdown",
+	[LMM_SCHEME_HAZARD] = "hazard",
+	[LMM_SCHEME_RCU] = "rcu",
+};
+
+#define NSCHEMES (sizeof(scheme_names) / sizeof(scheme_names[0]))
+
+const char *lmm_scheme_name(enum lmm_scheme s)
+{
+	if ((unsigned)s >= NSCHEMES)
+		return NULL;
+	return scheme_names[s];
+}
+
+int lmm_scheme_parse(const char *name, enum lmm_scheme *out)
+{
+	if (!name || !out)
+		return -EINVAL;
+	for (unsigned i = 0; i < NSCHEMES; i++) {
+		if (scheme_names[i] && strcmp(scheme_names[i], name) == 0) {
+			*out = (enum lmm_scheme)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static const struct lmm_scheme_ops *scheme_ops(enum lmm_scheme s)
+{
+	if ((unsigned)s >= sizeof(schemes) / sizeof(schemes[0]))
+		return NULL;
+	return schemes[s];
+}
+
+bool lmm_scheme_available(enum lmm_scheme s)
+{
+	return scheme_ops(s) != NULL;
+}
+
+int lmm_default_signo(void)
+{
+	return lmm_plat_default_signo();
+}
+
+void lmm__die(const char *call, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "lazymm: %s: ", call);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+/* --- deferred frees (LMM_F_DEFER_FREE) --- */
+
+static void run_free(struct ctx_impl *c);
+
+static void *defer_main(void *arg)
+{
+	struct lmm_domain *d = arg;
+
+	pthread_mutex_lock(&d->defer_lock);
+	for (;;) {
+		while (!d->defer_head && !d->defer_stop)
+			pthread_cond_wait(&d->defer_cond, &d->defer_lock);
+		if (!d->defer_head)
+			break;
+		struct ctx_impl *c = d->defer_head;
+		d->defer_head = c->defer_next;
+		if (!d->defer_head)
+			d->defer_tail = &d->defer_head;
+		/* Seed 002: free never runs under a lock of ours. */
+		pthread_mutex_unlock(&d->defer_lock);
+		stat_add(d, ST_FREES_DEFERRED, 1);
+		run_free(c);
+		pthread_mutex_lock(&d->defer_lock);
+	}
+	pthread_mutex_unlock(&d->defer_lock);
+	return NULL;
+}
+
+static void defer_free(struct lmm_domain *d, struct ctx_impl *c)
+{
+	c->defer_next = NULL;
+	pthread_mutex_lock(&d->defer_lock);
+	*d->defer_tail = c;
+	d->defer_tail = &c->defer_next;
+	pthread_cond_signal(&d->defer_cond);
+	pthread_mutex_unlock(&d->defer_lock);
+}
+
+/* --- the free path --- */
+
+struct debug_scan {
+	struct lmm_ctx *ctx;
+};
+
+static void debug_check_worker(struct lmm_worker *w, void *arg)
+{
+	struct debug_scan *s = arg;
+	/*
+	 * Acquire pairs with the release store of active in the switch path:
+	 * a worker that switched away before the scheme let this free through
+	 * shows its new context here.
+	 */
+	if (atomic_load_explicit(&w->active, memory_order_acquire) == s->ctx)
+		lmm__die("free", "context %p is still installed on worker %u (LMM_F_DEBUG)",
+			 (void *)s->ctx, w->id);
+}
+
+static void debug_check_free(struct lmm_domain *d, struct ctx_impl *c)
+{
+	struct debug_scan s = { .ctx = ctx_public(c) };
+	/* Every worker, not only the mask: the mask itself is under test. */
+	for (unsigned i = 0; i < d->max_workers; i++) {
+		/* Acquire pairs with the release publication in lmm_worker_online. */
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
+		if (w)
+			debug_check_worker(w, &s);
+	}
+}
+
+static void run_free(struct ctx_impl *c)
+{
+	struct lmm_domain *d = c->domain;
+	unsigned epoch = c->free_epoch;
+
+	atomic_store_explicit(&c->state, CTX_FREED, memory_order_relaxed);
+	c->magic = 0; /* a later lmm_* call on it aborts instead of corrupting */
+	free(c->worker_mask);
+	lmm__in_free++;
+	d->ops.free(ctx_public(c));
+	lmm__in_free--;
+	stat_add(d, ST_FREES, 1);
+	/* Release pairs with lmm_barrier's acquire: the free's effects are done. */
+	atomic_fetch_sub_explicit(&d->free_inflight[epoch & 1], 1, memory_order_release);
+	/* Release pairs with lmm_domain_destroy: our last access to d is above. */
+	atomic_fetch_sub_explicit(&d->contexts_live, 1, memory_order_release);
+}
+
+/* A scheme says: no worker can have ctx installed any more. */
+void lmm__ctx_release(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+	struct lmm_domain *d = c->domain;
+
+	if (d->cfg.flags & LMM_F_DEBUG)
+		debug_check_free(d, c);
+	if (d->cfg.flags & LMM_F_DEFER_FREE)
+		defer_free(d, c);
+	else
+		run_free(c);
+}
+
+/*
+ * Called by lmm_drop when the count reached 0: register the free as in
+ * flight for lmm_barrier, then let the scheme decide when it is safe.
+ */
+void lmm__count_zero(struct ctx_impl *c)
+{
+	struct lmm_domain *d = c->domain;
+	unsigned long e;
+
+	for (;;) {
+		/* Seq_cst with the re-check below and the flip in lmm_barrier: either
+		 * the barrier sees our registration, or we see its new epoch. */
+		e = atomic_load(&d->free_epoch);
+		atomic_fetch_add(&d->free_inflight[e & 1], 1);
+		if (atomic_load(&d->free_epoch) == e)
+			break;
+		atomic_fetch_sub(&d->free_inflight[e & 1], 1);
+	}
+	c->free_epoch = (unsigned char)(e & 1);
+	atomic_store_explicit(&c->state, CTX_DYING, memory_order_relaxed);
+	d->scheme->count_zero(ctx_public(c));
+}
+
+int lmm_barrier(struct lmm_domain *d)
+{
+	if (!d)
+		return -EINVAL;
+	if (lmm__in_free)
+		return -EDEADLK;
+
+	pthread_mutex_lock(&d->barrier_lock);
+	/* Seq_cst: pairs with the registration in lmm__count_zero. */
+	unsigned long old = atomic_fetch_add(&d->free_epoch, 1);
+	pthread_mutex_unlock(&d->barrier_lock);
+
+	if (d->scheme->barrier_kick)
+		d->scheme->barrier_kick(d);
+	if (d->scheme->barrier_wait)
+		d->scheme->barrier_wait(d, true);
+
+	int ret = 0;
+	unsigned long long deadline = lmm_plat_now_ns() + d->barrier_timeout_ms * 1000000ull;
+	unsigned long long nap = 1000;
+	/* Acquire pairs with run_free's release: the frees' effects are visible. */
+	while (atomic_load_explicit(&d->free_inflight[old & 1], memory_order_acquire) != 0) {
+		if (lmm_plat_now_ns() > deadline) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		if (d->scheme->barrier_kick)
+			d->scheme->barrier_kick(d);
+		lmm_plat_sleep_ns(nap);
+		if (nap < 1000000)
+			nap *= 2;
+	}
+	if (d->scheme->barrier_wait)
+		d->scheme->barrier_wait(d, false);
+	return ret;
+}
+
+/* --- domains --- */
+
+int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
+{
+	if (!cfg || !out || !cfg->ops || !cfg->ops->switch_ctx || !cfg->ops->teardown ||
+	    !cfg->ops->free)
+		return -EINVAL;
+	if (cfg->flags & ~(LMM_F_DEFER_FREE | LMM_F_DEBUG))
+		return -EINVAL;
+	if (cfg->max_workers > LMM_MAX_WORKERS)
+		return -EINVAL;
+	if (!lmm_scheme_name(cfg->scheme))
+		return -EINVAL;
+	if (cfg->signo < 0 || cfg->signo >= 65)
+		return -EINVAL;
+	const struct lmm_scheme_ops *scheme = scheme_ops(cfg->scheme);
+	if (!scheme)
+		return -EPROTONOSUPPORT;
+
+	struct lmm_domain *d;
+	if (posix_memalign((void **)&d, LMM_HOT_ALIGN, sizeof(*d)))
+		return -ENOMEM;
+	memset(d, 0, sizeof(*d));
+	d->cfg = *cfg;
+	d->ops = *cfg->ops;
+	d->scheme = scheme;
+	d->max_workers = cfg->max_workers ? cfg->max_workers : LMM_DEFAULT_MAX_WORKERS;
+	d->mask_words = (d->max_workers + BITS_PER_LONG - 1) / BITS_PER_LONG;
+	d->signo = cfg->signo ? cfg->signo : lmm_plat_default_signo();
+	d->barrier_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
+	d->defer_tail = &d->defer_head;
+
+	d->workers = calloc(d->max_workers, sizeof(*d->workers));
+	if (!d->workers) {
+		free(d);
+		return -ENOMEM;
+	}
+
+	struct ctx_impl *init = ctx_impl(&d->init);
+	atomic_init(&init->users, 1);
+	atomic_init(&init->count, 1);
+	init->domain = d;
+	init->is_init = true;
+	init->magic = CTX_MAGIC;
+	atomic_init(&init->state, CTX_LIVE);
+	/* init's mask stays NULL: nothing ever scans it. */
+
+	int ret = -ENOMEM;
+	if (pthread_mutex_init(&d->lock, NULL))
+		goto err_workers;
+	if (pthread_mutex_init(&d->barrier_lock, NULL))
+		goto err_lock;
+	if (pthread_mutex_init(&d->defer_lock, NULL))
+		goto err_barrier;
+	if (pthread_cond_init(&d->defer_cond, NULL))
+		goto err_defer_lock;
+	if (cfg->flags & LMM_F_DEFER_FREE) {
+		ret = -pthread_create(&d->defer_thread, NULL, defer_main, d);
+		if (ret)
+			goto err_cond;
+		d->defer_started = true;
+	}
+	if (scheme->uses_signals) {
+		ret = lmm__signal_install(d);
+		if (ret)
+			goto err_thread;
+	}
+	if (scheme->domain_init) {
+		ret = scheme->domain_init(d);
+		if (ret)
+			goto err_signal;
+	}
+	*out = d;
+	return 0;
+
+err_signal:
+	if (scheme->uses_signals)
+		lmm__signal_uninstall(d);
+err_thread:
+	if (d->defer_started) {
+		pthread_mutex_lock(&d->defer_lock);
+		d->defer_stop = true;
+		pthread_cond_signal(&d->defer_cond);
+		pthread_mutex_unlock(&d->defer_lock);
+		pthread_join(d->defer_thread, NULL);
+	}
+err_cond:
+	pthread_cond_destroy(&d->defer_cond);
+err_defer_lock:
+	pthread_mutex_destroy(&d->defer_lock);
+err_barrier:
+	pthread_mutex_destroy(&d->barrier_lock);
+err_lock:
+	pthread_mutex_destroy(&d->lock);
+err_workers:
+	free(d->workers);
+	free(d);
+	return ret;
+}
+
+int lmm_domain_destroy(struct lmm_domain *d)
+{
+	if (!d)
+		return -EINVAL;
+	if (lmm__in_free)
+		return -EDEADLK;
+	pthread_mutex_lock(&d->lock);
+	bool busy = d->online > 0;
+	pthread_mutex_unlock(&d->lock);
+	/* Acquire pairs with run_free's release: no free still touches d. */
+	if (busy || atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0)
+		return -EBUSY;
+
+	if (d->scheme->domain_fini)
+		d->scheme->domain_fini(d);
+	if (d->scheme->uses_signals)
+		lmm__signal_uninstall(d);
+	if (d->defer_started) {
+		pthread_mutex_lock(&d->defer_lock);
+		d->defer_stop = true;
+		pthread_cond_signal(&d->defer_cond);
+		pthread_mutex_unlock(&d->defer_lock);
+		pthread_join(d->defer_thread, NULL);
+	}
+	for (unsigned i = 0; i < d->max_workers; i++) {
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_relaxed);
+		if (w) {
+			pthread_mutex_destroy(&w->kill_lock);
+			free(w);
+		}
+	}
+	pthread_cond_destroy(&d->defer_cond);
+	pthread_mutex_destroy(&d->defer_lock);
+	pthread_mutex_destroy(&d->barrier_lock);
+	pthread_mutex_destroy(&d->lock);
+	free(d->workers);
+	free(d);
+	return 0;
+}
+
+struct lmm_ctx *lmm_init_ctx(struct lmm_domain *d)
+{
+	return d ? &d->init : NULL;
+}
+
+enum lmm_scheme lmm_domain_scheme(const struct lmm_domain *d)
+{
+	return d->scheme->id;
+}
+
+/* --- statistics --- */
+
+static const size_t stat_field[ST_NR] = {
+	[ST_TEARDOWNS] = offsetof(struct lmm_stats, teardowns),
+	[ST_FREES] = offsetof(struct lmm_stats, frees),
+	[ST_FREES_DEFERRED] = offsetof(struct lmm_stats, frees_deferred),
+	[ST_CONVERSIONS] = offsetof(struct lmm_stats, conversions),
+	[ST_SLOTS_SCANNED] = offsetof(struct lmm_stats, slots_scanned),
+	[ST_HAZARDS_CONVERTED] = offsetof(struct lmm_stats, hazards_converted),
+	[ST_SIGNALS_SENT] = offsetof(struct lmm_stats, signals_sent),
+	[ST_SIGNALS_AVOIDED_PUBLISHED] = offsetof(struct lmm_stats, signals_avoided_published),
+	[ST_SIGNALS_AVOIDED_SELFCLEAR] = offsetof(struct lmm_stats, signals_avoided_selfclear),
+	[ST_SIGNALS_AVOIDED_BATCHED] = offsetof(struct lmm_stats, signals_avoided_batched),
+	[ST_SHOOTDOWNS] = offsetof(struct lmm_stats, shootdowns),
+	[ST_RECLAIM_HANDOFFS] = offsetof(struct lmm_stats, reclaim_handoffs),
+	[ST_GRACE_PERIODS] = offsetof(struct lmm_stats, grace_periods),
+	[ST_RCU_STALLS] = offsetof(struct lmm_stats, rcu_stalls),
+	[ST_RCU_NUDGES] = offsetof(struct lmm_stats, rcu_nudges),
+	[ST_LAZY_ENTERS] = offsetof(struct lmm_stats, lazy_enters),
+	[ST_LAZY_HITS] = offsetof(struct lmm_stats, lazy_hits),
+	[ST_INSTALLS] = offsetof(struct lmm_stats, installs),
+	[ST_UNLAZIES] = offsetof(struct lmm_stats, unlazies),
+};
+
+static void add_worker_counters(struct lmm_stats *out, struct worker_counters *wc)
+{
+	/* Relaxed: a snapshot; each counter has a single writer. */
+	out->lazy_enters += atomic_load_explicit(&wc->lazy_enters, memory_order_relaxed);
+	out->lazy_hits += atomic_load_explicit(&wc->lazy_hits, memory_order_relaxed);
+	out->installs += atomic_load_explicit(&wc->installs, memory_order_relaxed);
+	out->unlazies += atomic_load_explicit(&wc->unlazies, memory_order_relaxed);
+}
+
+int lmm_stats(struct lmm_domain *d, struct lmm_stats *out)
+{
+	if (!d || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < d->max_workers; i++) {
+		/* Relaxed: d->lock orders the table; counters are a snapshot. */
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_relaxed);
+		if (w && atomic_load_explicit(&w->online, memory_order_relaxed))
+			add_worker_counters(out, &w->stats);
+	}
+	out->workers_online = d->online;
+	for (unsigned i = 0; i < ST_NR; i++)
+		*(uint64_t *)((char *)out + stat_field[i]) +=
+			atomic_load_explicit(&d->stat[i], memory_order_relaxed);
+	pthread_mutex_unlock(&d->lock);
+	out->switches = out->lazy_enters + out->lazy_hits + out->installs - out->unlazies;
+	long live = atomic_load_explicit(&d->contexts_live, memory_order_relaxed);
+	out->contexts_live = live > 0 ? (uint64_t)live : 0;
+	long pending = atomic_load_explicit(&d->free_inflight[0], memory_order_relaxed) +
+		       atomic_load_explicit(&d->free_inflight[1], memory_order_relaxed);
+	out->frees_pending = pending > 0 ? (uint64_t)pending : 0;
+	if (d->scheme->stats)
+		d->scheme->stats(d, out);
+	return 0;
+}

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lazymm internals: the core's objects and the small ops table a scheme
+ * implements. One scheme per file (scheme_*.c), registered in domain.c.
+ */
+#ifndef LMM_INTERNAL_H
+#define LMM_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lazymm.h"
+#include "platform/platform.h"
+
+#define LMM_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * The worker's hot block: everything the switch fast path reads or writes.
+ * Written only by the owning thread (and its own signal handler); read by
+ * scanners. 128 bytes: adjacent-line prefetchers move lines in pairs.
+ */
+#define LMM_HOT_ALIGN 128
+
+/* Context life cycle, for debug checks and the schemes. */
+enum ctx_state {
+	CTX_LIVE = 1,   /* users > 0 */
+	CTX_TORN,       /* users reached 0, teardown ran */
+	CTX_DYING,      /* count reached 0, free not yet run */
+	CTX_FREED,      /* free ran (only visible in debug builds of the caller's memory) */
+};
+
+#define CTX_MAGIC 0x6c6d6d63u /* "lmmc" */
+
+struct ctx_impl {
+	atomic_long users;
+	atomic_long count;
+	struct lmm_domain *domain;
+	/* Superset of the workers that may have this context installed. */
+	_Atomic(unsigned long) *worker_mask;
+	atomic_uint state;
+	unsigned magic;
+	bool is_init;
+	unsigned char free_epoch; /* lmm_barrier bucket, set once the count reached 0 */
+	/* Link for the deferred-free queue (the context is dying: nobody else links it). */
+	struct ctx_impl *defer_next;
+	/* Scheme-owned words (rcu: its rcu_head; shootdown: its dying list). */
+	uintptr_t scheme_data[6];
+};
+_Static_assert(sizeof(struct ctx_impl) <= sizeof(struct lmm_ctx), "lmm_ctx too small");
+
+static inline struct ctx_impl *ctx_impl(struct lmm_ctx *ctx)
+{
+	return (struct ctx_impl *)(void *)ctx;
+}
+
+static inline struct lmm_ctx *ctx_public(struct ctx_impl *c)
+{
+	return (struct lmm_ctx *)(void *)c;
+}
+
+struct worker_counters {
+	/* Owner-only writers: updated with a relaxed load + store, no RMW. */
+	atomic_uint_least64_t lazy_enters, lazy_hits, installs, unlazies;
+};
+
+struct lmm_worker {
+	/* --- hot block --- */
+	_Alignas(LMM_HOT_ALIGN)
+	/* Installed context. Stored with release after switch_ctx; scanners acquire. */
+	_Atomic(struct lmm_ctx *) active;
+	/* Context of the running task, or NULL (lazy, or idle on init). */
+	_Atomic(struct lmm_ctx *) current;
+	struct lmm_ctx *init;
+	const struct lmm_scheme_ops *scheme;
+	struct lmm_domain *domain;
+	/*
+	 * Signal deferral (seed 004: pending state follows the worker, never the
+	 * context). While critical is non-zero the switch state is half updated:
+	 * the handler only sets sig_pending, and the switch path runs the
+	 * scheme's signal work as it leaves. Same-thread only: relaxed atomics
+	 * plus signal fences are enough.
+	 */
+	atomic_int critical;
+	atomic_int sig_pending;
+	bool uses_signals;
+	bool debug;
+	unsigned id;
+	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
+	_Atomic(uintptr_t) slot[2];
+	struct worker_counters stats;
+
+	/* --- cold: online/offline, identity --- */
+	_Alignas(LMM_HOT_ALIGN) pthread_t thread;
+	void *data;
+	/* Serialises pthread_kill against the thread leaving (see signal.c). */
+	pthread_mutex_t kill_lock;
+	atomic_bool online;
+	/* Bumped at every online: lets a scheme recognise a reused slot. */
+	atomic_uint generation;
+	/* Scheme-owned cold words (shootdown: acknowledgements). */
+	_Atomic(uintptr_t) scheme_cold[4];
+	void *scheme_priv;
+};
+
+/*
+ * A scheme. Hooks marked optional may be NULL. "ctx" is never the init
+ * context in the lazy hooks: init is never freed, so lazy holds on it are
+ * nobody's business.
+ */
+struct lmm_scheme_ops {
+	enum lmm_scheme id;
+	bool uses_signals; /* the core installs the domain's handler and brackets switches */
+	int (*domain_init)(struct lmm_domain *d);   /* optional */
+	void (*domain_fini)(struct lmm_domain *d);  /* optional; no workers, no contexts */
+	int (*worker_online)(struct lmm_worker *w); /* optional; on w's thread, w already published */
+	void (*worker_offline)(struct lmm_worker *w); /* optional; on w's thread, after unlazy, before unpublish */
+	/* w just went lazy on ctx (current became NULL). */
+	void (*lazy_enter)(struct lmm_worker *w, struct lmm_ctx *ctx);
+	/* The lazy hit: ctx, lazily held, became current again; nothing installed. */
+	void (*lazy_resume)(struct lmm_worker *w, struct lmm_ctx *ctx);
+	/* Optional: switch_ctx moved w off lazily held prev; w->active still says prev. */
+	void (*switched_away)(struct lmm_worker *w, struct lmm_ctx *prev);
+	/* w's lazy hold on ctx ended after another context was installed (finish_task_switch). */
+	void (*lazy_release)(struct lmm_worker *w, struct lmm_ctx *ctx);
+	/* Optional: users reached 0; teardown ran; the users' count reference is still held. */
+	void (*users_zero)(struct lmm_ctx *ctx);
+	/* Count reached 0: call lmm__ctx_release(ctx) once no worker can have it installed. */
+	void (*count_zero)(struct lmm_ctx *ctx);
+	/* Optional: push deferred frees along; lmm_barrier then waits for them. */
+	void (*barrier_kick)(struct lmm_domain *d);
+	/* Optional: the calling thread (maybe a worker) is about to block in lmm_barrier / is done. */
+	void (*barrier_wait)(struct lmm_domain *d, bool begin);
+	void (*idle_enter)(struct lmm_worker *w); /* optional */
+	void (*idle_exit)(struct lmm_worker *w);  /* optional */
+	/* The domain's signal landed on w, outside any switch (maybe in the handler). */
+	void (*signal)(struct lmm_worker *w);
+	void (*stats)(struct lmm_domain *d, struct lmm_stats *out); /* optional: gauges */
+};
+
+/* Domain-wide counters, indexed; mapped to struct lmm_stats in domain.c. */
+enum lmm_stat {
+	ST_TEARDOWNS,
+	ST_FREES,
+	ST_FREES_DEFERRED,
+	ST_CONVERSIONS,
+	ST_SLOTS_SCANNED,
+	ST_HAZARDS_CONVERTED,
+	ST_SIGNALS_SENT,
+	ST_SIGNALS_AVOIDED_PUBLISHED,
+	ST_SIGNALS_AVOIDED_SELFCLEAR,
+	ST_SIGNALS_AVOIDED_BATCHED,
+	ST_SHOOTDOWNS,
+	ST_RECLAIM_HANDOFFS,
+	ST_GRACE_PERIODS,
+	ST_RCU_STALLS,
+	ST_RCU_NUDGES,
+	/* folded in from workers that went offline */
+	ST_LAZY_ENTERS,
+	ST_LAZY_HITS,
+	ST_INSTALLS,
+	ST_UNLAZIES,
+	ST_NR
+};
+
+struct lmm_domain {
+	struct lmm_config cfg;
+	struct lmm_ops ops;
+	const struct lmm_scheme_ops *scheme;
+	void *scheme_data;
+	unsigned max_workers;
+	unsigned mask_words; /* unsigned longs per worker mask */
+	int signo;
+	unsigned barrier_timeout_ms;
+	struct lmm_ctx init;
+
+	/* Guards the worker table's membership; never held across a hook. */
+	pthread_mutex_t lock;
+	/* Slot structs live until the domain dies, so scanners never chase freed workers. */
+	_Atomic(struct lmm_worker *) *workers;
+	unsigned online;
+
+	_Alignas(64) atomic_long contexts_live;
+	/*
+	 * Frees in flight, SRCU-style: a context registers in free_inflight[epoch
+	 * & 1] when its count reaches 0 and leaves when free returned. lmm_barrier
+	 * flips the epoch and waits for the old bucket to drain.
+	 */
+	atomic_ulong free_epoch;
+	atomic_long free_inflight[2];
+	pthread_mutex_t barrier_lock;
+
+	/* LMM_F_DEFER_FREE: a FIFO drained by one library thread. */
+	pthread_mutex_t defer_lock;
+	pthread_cond_t defer_cond;
+	struct ctx_impl *defer_head, **defer_tail;
+	bool defer_stop;
+	bool defer_started;
+	pthread_t defer_thread;
+
+	_Alignas(64) atomic_uint_least64_t stat[ST_NR];
+};
+
+/* core services for the schemes */
+LMM_HIDDEN void lmm__ctx_release(struct lmm_ctx *ctx);
+LMM_HIDDEN void lmm__count_zero(struct ctx_impl *c);
+LMM_HIDDEN void lmm__unlazy(struct lmm_worker *w);
+LMM_HIDDEN _Noreturn void lmm__die(const char *call, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+LMM_HIDDEN int lmm__signal_install(struct lmm_domain *d);
+LMM_HIDDEN void lmm__signal_uninstall(struct lmm_domain *d);
+LMM_HIDDEN bool lmm__signal_worker(struct lmm_worker *w);
+LMM_HIDDEN void lmm__signal_deferred(struct lmm_worker *w);
+LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
+LMM_HIDDEN extern __thread unsigned lmm__in_free __attribute__((tls_model("initial-exec")));
+
+static inline void stat_add(struct lmm_domain *d, enum lmm_stat s, uint64_t n)
+{
+	/* Relaxed: statistics order nothing. */
+	atomic_fetch_add_explicit(&d->stat[s], n, memory_order_relaxed);
+}
+
+static inline void wstat_inc(atomic_uint_least64_t *c)
+{
+	/* Only the owner writes: no RMW needed; relaxed for the lmm_stats reader. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static inline bool ctx_is_init(struct lmm_ctx *ctx)
+{
+	return ctx_impl(ctx)->is_init;
+}
+
+/* Worker-mask helpers: a bit per worker id. */
+#define BITS_PER_LONG (8 * sizeof(unsigned long))
+
+static inline void mask_set(struct ctx_impl *c, unsigned id)
+{
+	_Atomic(unsigned long) *word = &c->worker_mask[id / BITS_PER_LONG];
+	unsigned long bit = 1ul << (id % BITS_PER_LONG);
+	/*
+	 * Test first, so a worker that re-installs a context writes nothing
+	 * shared. Relaxed is enough: the bit is set while the worker holds a
+	 * reference (current), and that reference is dropped with release; the
+	 * final dropper's acquire makes the bit visible to whoever scans.
+	 */
+	if (!(atomic_load_explicit(word, memory_order_relaxed) & bit))
+		atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
+}
+
+static inline void mask_clear(struct ctx_impl *c, unsigned id)
+{
+	/* Relaxed: clearing only removes a candidate; callers order what matters. */
+	atomic_fetch_and_explicit(&c->worker_mask[id / BITS_PER_LONG],
+				  ~(1ul << (id % BITS_PER_LONG)), memory_order_relaxed);
+}
+
+/*
+ * Call fn(w, arg) for every published worker whose bit is set in c's mask.
+ * Returns the number of workers visited. The mask may only grow while the
+ * caller holds a reference; after the count reached 0 it only shrinks.
+ */
+LMM_HIDDEN unsigned lmm__mask_for_each(struct ctx_impl *c,
+				       void (*fn)(struct lmm_worker *w, void *arg), void *arg);
+
+/* Signal-deferral brackets around every change of active/current. */
+static inline void critical_enter(struct lmm_worker *w)
+{
+	if (!w->uses_signals)
+		return;
+	atomic_store_explicit(&w->critical, atomic_load_explicit(&w->critical, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	/* Pairs with the handler on this thread: it sees critical before any change below. */
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void critical_exit(struct lmm_worker *w)
+{
+	if (!w->uses_signals)
+		return;
+	/* Pairs with the handler on this thread: our changes are done before critical drops. */
+	atomic_signal_fence(memory_order_seq_cst);
+	int depth = atomic_load_explicit(&w->critical, memory_order_relaxed) - 1;
+	atomic_store_explicit(&w->critical, depth, memory_order_relaxed);
+	/* Pairs with the handler: it either saw critical == 0 and did the work, or set pending. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (depth == 0 && unlikely(atomic_load_explicit(&w->sig_pending, memory_order_relaxed)))
+		lmm__signal_deferred(w);
+}
+
+/* the schemes */
+LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_refcount;
+LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_shootdown;
+LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_hazard;
+LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_rcu;
+
+#endif /* LMM_INTERNAL_H */

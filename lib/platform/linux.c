@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* The platform seam on Linux (glibc and musl). */
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef LMM_NO_MEMBARRIER
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#endif
+
+#include "platform.h"
+
+#ifndef LMM_NO_MEMBARRIER
+static atomic_int membarrier_state; /* 0 unknown, 1 registered, -1 unavailable */
+
+static long sys_membarrier(int cmd, unsigned flags)
+{
+	return syscall(__NR_membarrier, cmd, flags, 0);
+}
+
+bool lmm_plat_membarrier_register(void)
+{
+	/* Relaxed: registration is idempotent and the kernel orders it. */
+	int st = atomic_load_explicit(&membarrier_state, memory_order_relaxed);
+	if (st)
+		return st > 0;
+	long mask = sys_membarrier(MEMBARRIER_CMD_QUERY, 0);
+	st = -1;
+	if (mask >= 0 && (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) == 0)
+		st = 1;
+	atomic_store_explicit(&membarrier_state, st, memory_order_relaxed);
+	return st > 0;
+}
+
+bool lmm_plat_have_membarrier(void)
+{
+	return atomic_load_explicit(&membarrier_state, memory_order_relaxed) > 0;
+}
+
+void lmm_plat_heavy_fence(void)
+{
+	if (lmm_plat_have_membarrier() &&
+	    sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) == 0)
+		return;
+	/* No membarrier: the fast side uses a full fence too (see platform.h). */
+	atomic_thread_fence(memory_order_seq_cst);
+}
+#else
+bool lmm_plat_membarrier_register(void) { return false; }
+bool lmm_plat_have_membarrier(void) { return false; }
+void lmm_plat_heavy_fence(void)
+{
+	/* Pairs with the full fence the fast side issues when membarrier is missing. */
+	atomic_thread_fence(memory_order_seq_cst);
+}
+#endif
+
+int lmm_plat_default_signo(void)
+{
+#if !defined(LMM_NO_RTSIG) && defined(SIGRTMIN)
+	/*
+	 * SIGRTMIN+9: clear of glibc/musl internals (below SIGRTMIN), of .NET
+	 * and glibc timers (SIGRTMIN itself), liburcu-signal (SIGUSR1), HotSpot
+	 * (SIGUSR2), Go (SIGURG) and valgrind (the top of the range).
+	 */
+	if (SIGRTMIN + 9 <= SIGRTMAX - 4)
+		return SIGRTMIN + 9;
+#endif
+	return SIGUSR2;
+}
+
+unsigned long long lmm_plat_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+void lmm_plat_sleep_ns(unsigned long long ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull),
+			       .tv_nsec = (long)(ns % 1000000000ull) };
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Signals as IPIs, for the schemes that need them. One handler per signal
+ * number, shared by every domain that uses it; the application's other
+ * signals and handlers are untouched, and the previous action of ours is
+ * restored when the last domain using it goes away.
+ *
+ * A signal that lands while the worker is inside the switch path (critical
+ * != 0) only marks sig_pending; the switch path runs the scheme's work as it
+ * leaves (critical_exit). The pending state is per worker, never per context
+ * (seed 004), and no sigprocmask call is needed on the fast path.
+ */
+
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	int users;
+	struct sigaction old;
+} sig_table[65];
+
+void lmm__signal_deferred(struct lmm_worker *w)
+{
+	/* Relaxed + signal fences: this thread and its own handler only. */
+	do {
+		atomic_store_explicit(&w->critical, 1, memory_order_relaxed);
+		/* Pairs with the handler: while we run, it only marks pending. */
+		atomic_signal_fence(memory_order_seq_cst);
+		atomic_store_explicit(&w->sig_pending, 0, memory_order_relaxed);
+		w->scheme->signal(w);
+		/* Pairs with the handler: our work is done before critical drops. */
+		atomic_signal_fence(memory_order_seq_cst);
+		atomic_store_explicit(&w->critical, 0, memory_order_relaxed);
+		/* Pairs with the handler: it saw critical == 0 or left pending for us. */
+		atomic_signal_fence(memory_order_seq_cst);
+	} while (atomic_load_explicit(&w->sig_pending, memory_order_relaxed));
+}
+
+static void handler(int sig, siginfo_t *si, void *uc)
+{
+	int saved_errno = errno;
+	struct lmm_worker *w = lmm__self;
+
+	if (w && w->uses_signals && w->domain->signo == sig) {
+		atomic_store_explicit(&w->sig_pending, 1, memory_order_relaxed);
+		/* Pairs with critical_enter/exit on this thread. */
+		atomic_signal_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&w->critical, memory_order_relaxed) == 0)
+			lmm__signal_deferred(w);
+	} else {
+		/* Not ours (another domain's signal number, or a stray): chain. */
+		struct sigaction *old = &sig_table[sig].old;
+		if (old->sa_flags & SA_SIGINFO) {
+			if (old->sa_sigaction)
+				old->sa_sigaction(sig, si, uc);
+		} else if (old->sa_handler != SIG_IGN && old->sa_handler != SIG_DFL &&
+			   old->sa_handler) {
+			old->sa_handler(sig);
+		}
+	}
+	errno = saved_errno;
+}
+
+int lmm__signal_install(struct lmm_domain *d)
+{
+	int sig = d->signo;
+	int ret = 0;
+
+	if (sig <= 0 || sig >= 65 || sig == SIGKILL || sig == SIGSTOP)
+		return -EINVAL;
+	pthread_mutex_lock(&sig_lock);
+	if (sig_table[sig].users == 0) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = handler;
+		sa.sa_flags = SA_SIGINFO | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(sig, &sa, &sig_table[sig].old))
+			ret = -errno;
+	}
+	if (!ret)
+		sig_table[sig].users++;
+	pthread_mutex_unlock(&sig_lock);
+	return ret;
+}
+
+void lmm__signal_uninstall(struct lmm_domain *d)
+{
+	int sig = d->signo;
+
+	pthread_mutex_lock(&sig_lock);
+	if (--sig_table[sig].users == 0)
+		sigaction(sig, &sig_table[sig].old, NULL);
+	pthread_mutex_unlock(&sig_lock);
+}
+
+bool lmm__signal_worker(struct lmm_worker *w)
+{
+	bool sent = false;
+
+	/* kill_lock: the thread cannot go offline (and exit) while we hold it. */
+	pthread_mutex_lock(&w->kill_lock);
+	if (atomic_load_explicit(&w->online, memory_order_relaxed))
+		sent = pthread_kill(w->thread, w->domain->signo) == 0;
+	pthread_mutex_unlock(&w->kill_lock);
+	if (sent)
+		stat_add(w->domain, ST_SIGNALS_SENT, 1);
+	return sent;
+}

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/* Workers: online, offline (hotplug), thread exit, idle. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+__thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
+__thread unsigned lmm__in_free __attribute__((tls_model("initial-exec")));
+
+/* Takes a worker offline when its thread exits without lmm_worker_offline. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_err;
+
+static int do_offline(struct lmm_worker *w);
+
+static void worker_thread_exit(void *arg)
+{
+	struct lmm_worker *w = arg;
+	if (lmm__self != w)
+		return;
+	/* A task's context may still be current: the thread is gone, so is the task. */
+	lmm_switch(w, NULL);
+	do_offline(w);
+}
+
+static void exit_key_init(void)
+{
+	exit_key_err = pthread_key_create(&exit_key, worker_thread_exit);
+}
+
+static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
+{
+	struct lmm_worker *w;
+	if (posix_memalign((void **)&w, LMM_HOT_ALIGN, sizeof(*w)))
+		return NULL;
+	memset(w, 0, sizeof(*w));
+	if (pthread_mutex_init(&w->kill_lock, NULL)) {
+		free(w);
+		return NULL;
+	}
+	w->id = id;
+	w->domain = d;
+	w->init = &d->init;
+	w->scheme = d->scheme;
+	w->uses_signals = d->scheme->uses_signals;
+	w->debug = d->cfg.flags & LMM_F_DEBUG;
+	atomic_init(&w->active, &d->init);
+	return w;
+}
+
+int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
+{
+	if (!d || !out)
+		return -EINVAL;
+	if (lmm__self)
+		return -EEXIST;
+	pthread_once(&exit_key_once, exit_key_init);
+	if (exit_key_err)
+		return -exit_key_err;
+
+	pthread_mutex_lock(&d->lock);
+	struct lmm_worker *w = NULL;
+	unsigned id;
+	for (id = 0; id < d->max_workers; id++) {
+		/* Relaxed: d->lock serialises membership changes. */
+		w = atomic_load_explicit(&d->workers[id], memory_order_relaxed);
+		if (!w || !atomic_load_explicit(&w->online, memory_order_relaxed))
+			break;
+	}
+	if (id == d->max_workers) {
+		pthread_mutex_unlock(&d->lock);
+		return -ENOSPC;
+	}
+	bool fresh = !w;
+	if (fresh) {
+		w = worker_alloc(d, id);
+		if (!w) {
+			pthread_mutex_unlock(&d->lock);
+			return -ENOMEM;
+		}
+	} else {
+		memset(&w->stats, 0, sizeof(w->stats));
+		/* Relaxed: the slot is offline; its hot block is ours until published. */
+		atomic_store_explicit(&w->slot[0], 0, memory_order_relaxed);
+		atomic_store_explicit(&w->slot[1], 0, memory_order_relaxed);
+		atomic_store_explicit(&w->sig_pending, 0, memory_order_relaxed);
+	}
+	int ret = pthread_setspecific(exit_key, w);
+	if (ret) {
+		if (fresh) {
+			pthread_mutex_destroy(&w->kill_lock);
+			free(w);
+		}
+		pthread_mutex_unlock(&d->lock);
+		return -ret;
+	}
+	w->data = data;
+	w->thread = pthread_self();
+	atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
+	atomic_store_explicit(&w->active, &d->init, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->generation, 1, memory_order_relaxed);
+	pthread_mutex_lock(&w->kill_lock);
+	/* Relaxed under kill_lock: lmm__signal_worker reads it under the same lock. */
+	atomic_store_explicit(&w->online, true, memory_order_relaxed);
+	pthread_mutex_unlock(&w->kill_lock);
+	if (fresh)
+		/* Release: scanners that acquire the slot see an initialised worker. */
+		atomic_store_explicit(&d->workers[id], w, memory_order_release);
+	d->online++;
+	lmm__self = w;
+	pthread_mutex_unlock(&d->lock);
+
+	if (d->scheme->worker_online) {
+		ret = d->scheme->worker_online(w);
+		if (ret) {
+			do_offline(w);
+			return ret;
+		}
+	}
+	*out = w;
+	return 0;
+}
+
+static int do_offline(struct lmm_worker *w)
+{
+	struct lmm_domain *d = w->domain;
+
+	/* Seed 000: leave the lazy context before leaving any bookkeeping. */
+	lmm__unlazy(w);
+	if (d->scheme->worker_offline)
+		d->scheme->worker_offline(w);
+
+	pthread_mutex_lock(&d->lock);
+	stat_add(d, ST_LAZY_ENTERS, atomic_load_explicit(&w->stats.lazy_enters, memory_order_relaxed));
+	stat_add(d, ST_LAZY_HITS, atomic_load_explicit(&w->stats.lazy_hits, memory_order_relaxed));
+	stat_add(d, ST_INSTALLS, atomic_load_explicit(&w->stats.installs, memory_order_relaxed));
+	stat_add(d, ST_UNLAZIES, atomic_load_explicit(&w->stats.unlazies, memory_order_relaxed));
+	/* No signal may be sent to this thread once it can exit. */
+	pthread_mutex_lock(&w->kill_lock);
+	atomic_store_explicit(&w->online, false, memory_order_relaxed);
+	pthread_mutex_unlock(&w->kill_lock);
+	d->online--;
+	lmm__self = NULL;
+	pthread_setspecific(exit_key, NULL);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+int lmm_worker_offline(struct lmm_worker *w)
+{
+	if (!w)
+		return -EINVAL;
+	if (lmm__self != w)
+		return -EPERM;
+	/* Relaxed: own state. */
+	if (atomic_load_explicit(&w->current, memory_order_relaxed))
+		return -EBUSY;
+	return do_offline(w);
+}
+
+void *lmm_worker_data(const struct lmm_worker *w)
+{
+	return w->data;
+}
+
+unsigned lmm_worker_id(const struct lmm_worker *w)
+{
+	return w->id;
+}
+
+struct lmm_worker *lmm_worker_self(void)
+{
+	return lmm__self;
+}
+
+void lmm_idle_enter(struct lmm_worker *w)
+{
+	if (unlikely(lmm__self != w))
+		lmm__die("lmm_idle_enter", "worker %p used from a thread that is not that worker", (void *)w);
+	if (w->scheme->idle_enter)
+		w->scheme->idle_enter(w);
+}
+
+void lmm_idle_exit(struct lmm_worker *w)
+{
+	if (unlikely(lmm__self != w))
+		lmm__die("lmm_idle_exit", "worker %p used from a thread that is not that worker", (void *)w);
+	if (w->scheme->idle_exit)
+		w->scheme->idle_exit(w);
+}
+
+/* Every published worker whose bit is set in c's mask. */
+unsigned lmm__mask_for_each(struct ctx_impl *c, void (*fn)(struct lmm_worker *w, void *arg), void *arg)
+{
+	struct lmm_domain *d = c->domain;
+	unsigned visited = 0;
+
+	for (unsigned i = 0; i < d->mask_words; i++) {
+		/* Relaxed: the caller orders the mask (see mask_set). */
+		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_relaxed);
+		while (bits) {
+			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
+			bits &= bits - 1;
+			/* Acquire pairs with the release publication in lmm_worker_online. */
+			struct lmm_worker *w = atomic_load_explicit(&d->workers[id], memory_order_acquire);
+			if (w) {
+				fn(w, arg);
+				visited++;
+			}
+		}
+	}
+	return visited;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test harness: application hooks that check the contract from the inside.
+ * Every context the tests make is a struct tctx; the hooks record what each
+ * worker has installed and abort (async-signal-safely) on any violation:
+ * prev not what was installed, NULL or equal arguments, an install of a freed
+ * context, a free while installed, teardown or free not exactly once.
+ */
+#ifndef LMM_TEST_HARNESS_H
+#define LMM_TEST_HARNESS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <pthread.h>
+
+#include "lazymm.h"
+
+#define TCTX_LIVE 0x4c495645u
+#define TCTX_POISON 0xdeadbeefu
+
+struct tctx {
+	struct lmm_ctx ctx;
+	atomic_uint canary;
+	atomic_int teardowns;
+	atomic_int frees;
+	atomic_int installed;  /* workers that have it installed, per the hooks */
+	struct lmm_ctx *drop_on_free; /* a free that drops another context */
+	atomic_ulong free_thread;     /* pthread_self() of the thread that ran free */
+	bool release_memory;           /* free() the tctx in the free hook */
+};
+
+#define TCTX(c) ((struct tctx *)((char *)(c) - offsetof(struct tctx, ctx)))
+
+extern const struct lmm_ops harness_ops;
+extern atomic_long harness_frees, harness_teardowns, harness_installs;
+
+/* A domain with the harness hooks; aborts the test on failure. */
+struct lmm_domain *h_domain(enum lmm_scheme s, unsigned flags, unsigned max_workers);
+/* A new context in d (users = 1, count = 1). */
+struct tctx *h_ctx(struct lmm_domain *d, bool release_memory);
+/* lmm_worker_online + harness bookkeeping for the calling thread. */
+struct lmm_worker *h_online(struct lmm_domain *d);
+/* Abort with a message; async-signal-safe. */
+_Noreturn void h_fail(const char *msg);
+/* All schemes, for loops. */
+extern const enum lmm_scheme h_schemes[4];
+
+/*
+ * A test written once and registered for every scheme built in (meson passes
+ * the same LMM_HAVE_* defines as to the library).
+ */
+#define IF_REFCOUNT(x) x
+#ifdef LMM_HAVE_SHOOTDOWN
+#define IF_SHOOTDOWN(x) x
+#else
+#define IF_SHOOTDOWN(x)
+#endif
+#ifdef LMM_HAVE_HAZARD
+#define IF_HAZARD(x) x
+#else
+#define IF_HAZARD(x)
+#endif
+#ifdef LMM_HAVE_RCU
+#define IF_RCU(x) x
+#else
+#define IF_RCU(x)
+#endif
+#define SCHEME_TEST_OPTS(name, ...)                                                                 \
+	static void name##_body(enum lmm_scheme scheme);                                             \
+	IF_REFCOUNT(Test(refcount, name, __VA_ARGS__) { h_run(LMM_SCHEME_REFCOUNT, name##_body); })   \
+	IF_SHOOTDOWN(Test(shootdown, name, __VA_ARGS__) { h_run(LMM_SCHEME_SHOOTDOWN, name##_body); }) \
+	IF_HAZARD(Test(hazard, name, __VA_ARGS__) { h_run(LMM_SCHEME_HAZARD, name##_body); })         \
+	IF_RCU(Test(rcu, name, __VA_ARGS__) { h_run(LMM_SCHEME_RCU, name##_body); })                  \
+	static void name##_body(enum lmm_scheme scheme)
+#define SCHEME_TEST(name) SCHEME_TEST_OPTS(name, .timeout = 60)
+
+void h_run(enum lmm_scheme s, void (*body)(enum lmm_scheme));
+
+/* Run fn(arg) on a new thread and join it. */
+void h_on_thread(void *(*fn)(void *), void *arg);
+
+/* A worker thread that idles (lmm_idle_enter/exit around short sleeps) until told to stop. */
+struct h_idler {
+	struct lmm_domain *d;
+	struct lmm_ctx *run_first;  /* run a task of this context once, then go lazy */
+	atomic_bool ready, stop;
+	pthread_t thread;
+	struct lmm_worker *w;
+};
+void h_idler_start(struct h_idler *t);
+void h_idler_stop(struct h_idler *t);
+
+#endif
