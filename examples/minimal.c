@@ -38,9 +38,9 @@ int main(int argc, char **argv)
 	if (lmm_domain_create(&cfg, &d) || lmm_worker_online(d, NULL, &w))
 		return 1;
 	struct proc *p = calloc(1, sizeof(*p));
-	p->name = "guest0";
 	if (!p || lmm_ctx_init(d, &p->ctx))
 		return 1;
+	p->name = "guest0";
 
 	lmm_switch(w, &p->ctx); /* run a task of guest0: installs it */
 	lmm_switch(w, NULL);    /* a context-less task: guest0 stays installed, lazily */
