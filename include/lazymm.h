@@ -69,7 +69,7 @@ struct lmm_ops {
 	/*
 	 * Install @next on the calling worker @w, replacing @prev (the one
 	 * installed until now). Never NULL, never equal. Runs on @w's thread.
-	 * Under the shootdown scheme a switch towards the init context may run
+	 * Under the shootdown and rcu schemes a switch towards the init context may run
 	 * inside the domain's signal handler: it must then be async-signal-safe.
 	 */
 	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next);
@@ -208,6 +208,27 @@ LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
 LMM_PUBLIC struct lmm_ctx *lmm_active(const struct lmm_worker *w);
 /* The context of the running task, or NULL. */
 LMM_PUBLIC struct lmm_ctx *lmm_current(const struct lmm_worker *w);
+
+/* --- per-context memory barrier --- */
+
+/*
+ * Make every worker that runs a task of @ctx execute a full memory barrier:
+ * on return, each worker whose current context was @ctx when the call began
+ * has executed one, and a worker that makes @ctx current later sees every
+ * write the caller made before the call. Workers that hold @ctx only lazily
+ * are skipped: a context-less task runs no code of @ctx. Code of @ctx's tasks
+ * can therefore pair a compiler barrier (atomic_signal_fence) with this call
+ * where it would otherwise need a full fence on every access.
+ *
+ * Uses membarrier(2) PRIVATE_EXPEDITED where the kernel has it (every running
+ * thread of the process then gets the barrier); otherwise it signals exactly
+ * the workers running @ctx with the domain's signal and waits for each
+ * handler. Blocks; never call it from switch_ctx, teardown or free. The
+ * caller holds a reference on @ctx. -EINVAL for a bad @ctx; -ETIMEDOUT if a
+ * worker did not take the signal within the domain's timeout_ms (it blocks
+ * the signal); another negative errno if membarrier(2) failed.
+ */
+LMM_PUBLIC int lmm_membarrier(struct lmm_ctx *ctx);
 
 /* --- schemes --- */
 

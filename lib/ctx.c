@@ -2,6 +2,7 @@
 /* Contexts and their two counts: users (mmget/mmput) and count (mmgrab/mmdrop). */
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 static struct ctx_impl *checked(struct lmm_ctx *ctx, const char *call)
@@ -17,7 +18,7 @@ int lmm_ctx_init(struct lmm_domain *d, struct lmm_ctx *ctx)
 	if (!d || !ctx || ctx == &d->init)
 		return -EINVAL;
 	struct ctx_impl *c = ctx_impl(ctx);
-	_Atomic(unsigned long) *mask = calloc(d->mask_words, sizeof(*mask));
+	_Atomic(unsigned long) *mask = lmm__calloc(d->mask_words, sizeof(*mask));
 	if (!mask)
 		return -ENOMEM;
 	*c = (struct ctx_impl){ .domain = d, .worker_mask = mask, .magic = CTX_MAGIC };

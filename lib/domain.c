@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 /* Adding a scheme: one file in lib/, one line here, one in meson.build. */
@@ -203,6 +204,23 @@ void lmm__count_zero(struct ctx_impl *c)
 	d->scheme->count_zero(ctx_public(c));
 }
 
+/* Wait until free_inflight[bucket] is 0; -ETIMEDOUT past the deadline. */
+static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long long deadline)
+{
+	unsigned long long nap = 1000;
+	/* Acquire pairs with run_free's release: the frees' effects are visible. */
+	while (atomic_load_explicit(&d->free_inflight[bucket], memory_order_acquire) != 0) {
+		if (lmm_plat_now_ns() > deadline)
+			return -ETIMEDOUT;
+		if (d->scheme->barrier_kick)
+			d->scheme->barrier_kick(d);
+		lmm_plat_sleep_ns(nap);
+		if (nap < 1000000)
+			nap *= 2;
+	}
+	return 0;
+}
+
 int lmm_barrier(struct lmm_domain *d)
 {
 	if (!d)
@@ -210,31 +228,36 @@ int lmm_barrier(struct lmm_domain *d)
 	if (lmm__in_free)
 		return -EDEADLK;
 
-	pthread_mutex_lock(&d->barrier_lock);
-	/* Seq_cst: pairs with the registration in lmm__count_zero. */
-	unsigned long old = atomic_fetch_add(&d->free_epoch, 1);
-	pthread_mutex_unlock(&d->barrier_lock);
-
 	if (d->scheme->barrier_kick)
 		d->scheme->barrier_kick(d);
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, true);
 
-	int ret = 0;
 	unsigned long long deadline = lmm_plat_now_ns() + d->barrier_timeout_ms * 1000000ull;
-	unsigned long long nap = 1000;
-	/* Acquire pairs with run_free's release: the frees' effects are visible. */
-	while (atomic_load_explicit(&d->free_inflight[old & 1], memory_order_acquire) != 0) {
-		if (lmm_plat_now_ns() > deadline) {
-			ret = -ETIMEDOUT;
+	unsigned long old;
+	int ret;
+	for (;;) {
+		/*
+		 * The idle bucket still holds frees that an earlier barrier gave up
+		 * on (or is still waiting for): they are due too, and the flip is
+		 * about to reuse the bucket. Drain it first (SRCU's second flip).
+		 */
+		/* Seq_cst: pairs with the registration in lmm__count_zero. */
+		unsigned long e = atomic_load(&d->free_epoch);
+		ret = barrier_drain(d, (e + 1) & 1, deadline);
+		if (ret)
+			goto out;
+		pthread_mutex_lock(&d->barrier_lock);
+		/* Seq_cst: pairs with the registration in lmm__count_zero. */
+		bool flip = atomic_load(&d->free_epoch) == e;
+		if (flip)
+			old = atomic_fetch_add(&d->free_epoch, 1);
+		pthread_mutex_unlock(&d->barrier_lock);
+		if (flip)
 			break;
-		}
-		if (d->scheme->barrier_kick)
-			d->scheme->barrier_kick(d);
-		lmm_plat_sleep_ns(nap);
-		if (nap < 1000000)
-			nap *= 2;
 	}
+	ret = barrier_drain(d, old & 1, deadline);
+out:
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, false);
 	return ret;
@@ -259,8 +282,8 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	if (!scheme)
 		return -EPROTONOSUPPORT;
 
-	struct lmm_domain *d;
-	if (posix_memalign((void **)&d, LMM_HOT_ALIGN, sizeof(*d)))
+	struct lmm_domain *d = lmm__aligned_alloc(LMM_HOT_ALIGN, sizeof(*d));
+	if (!d)
 		return -ENOMEM;
 	memset(d, 0, sizeof(*d));
 	d->cfg = *cfg;
@@ -272,7 +295,7 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	d->barrier_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
 	d->defer_tail = &d->defer_head;
 
-	d->workers = calloc(d->max_workers, sizeof(*d->workers));
+	d->workers = lmm__calloc(d->max_workers, sizeof(*d->workers));
 	if (!d->workers) {
 		free(d);
 		return -ENOMEM;
@@ -302,7 +325,9 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 			goto err_cond;
 		d->defer_started = true;
 	}
-	if (scheme->uses_signals) {
+	/* Without membarrier(2), lmm_membarrier signals workers of any scheme. */
+	bool need_signal = scheme->uses_signals || lmm__membarrier_fallback();
+	if (need_signal) {
 		ret = lmm__signal_install(d);
 		if (ret)
 			goto err_thread;
@@ -316,7 +341,7 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	return 0;
 
 err_signal:
-	if (scheme->uses_signals)
+	if (need_signal)
 		lmm__signal_uninstall(d);
 err_thread:
 	if (d->defer_started) {
@@ -355,7 +380,8 @@ int lmm_domain_destroy(struct lmm_domain *d)
 
 	if (d->scheme->domain_fini)
 		d->scheme->domain_fini(d);
-	if (d->scheme->uses_signals)
+	/* lmm__membarrier_fallback() gives the answer it gave at create. */
+	if (d->scheme->uses_signals || lmm__membarrier_fallback())
 		lmm__signal_uninstall(d);
 	if (d->defer_started) {
 		pthread_mutex_lock(&d->defer_lock);

@@ -90,6 +90,8 @@ struct lmm_worker {
 	atomic_int sig_pending;
 	bool uses_signals;
 	bool debug;
+	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
+	bool membarrier_fence;
 	unsigned id;
 	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
 	_Atomic(uintptr_t) slot[2];
@@ -105,6 +107,8 @@ struct lmm_worker {
 	atomic_uint generation;
 	/* Scheme-owned cold words (shootdown: acknowledgements). */
 	_Atomic(uintptr_t) scheme_cold[4];
+	/* The last lmm_membarrier request this worker's signal handler served. */
+	atomic_ulong membarrier_ack;
 	void *scheme_priv;
 };
 
@@ -120,13 +124,13 @@ struct lmm_scheme_ops {
 	void (*domain_fini)(struct lmm_domain *d);  /* optional; no workers, no contexts */
 	int (*worker_online)(struct lmm_worker *w); /* optional; on w's thread, w already published */
 	void (*worker_offline)(struct lmm_worker *w); /* optional; on w's thread, after unlazy, before unpublish */
-	/* w just went lazy on ctx (current became NULL). */
+	/* Optional (NULL: nothing to do, no call on the fast path). w just went lazy on ctx. */
 	void (*lazy_enter)(struct lmm_worker *w, struct lmm_ctx *ctx);
-	/* The lazy hit: ctx, lazily held, became current again; nothing installed. */
+	/* Optional. The lazy hit: ctx, lazily held, became current again; nothing installed. */
 	void (*lazy_resume)(struct lmm_worker *w, struct lmm_ctx *ctx);
 	/* Optional: switch_ctx moved w off lazily held prev; w->active still says prev. */
 	void (*switched_away)(struct lmm_worker *w, struct lmm_ctx *prev);
-	/* w's lazy hold on ctx ended after another context was installed (finish_task_switch). */
+	/* Optional. w's lazy hold on ctx ended after another context was installed (finish_task_switch). */
 	void (*lazy_release)(struct lmm_worker *w, struct lmm_ctx *ctx);
 	/* Optional: users reached 0; teardown ran; the users' count reference is still held. */
 	void (*users_zero)(struct lmm_ctx *ctx);
@@ -216,6 +220,9 @@ LMM_HIDDEN int lmm__signal_install(struct lmm_domain *d);
 LMM_HIDDEN void lmm__signal_uninstall(struct lmm_domain *d);
 LMM_HIDDEN bool lmm__signal_worker(struct lmm_worker *w);
 LMM_HIDDEN void lmm__signal_deferred(struct lmm_worker *w);
+/* lmm_membarrier (membarrier.c): whether it signals workers; the handler's part. */
+LMM_HIDDEN bool lmm__membarrier_fallback(void);
+LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
 LMM_HIDDEN extern __thread unsigned lmm__in_free __attribute__((tls_model("initial-exec")));
 
@@ -291,6 +298,35 @@ static inline void critical_exit(struct lmm_worker *w)
 	/* Pairs with the handler: it either saw critical == 0 and did the work, or set pending. */
 	atomic_signal_fence(memory_order_seq_cst);
 	if (depth == 0 && unlikely(atomic_load_explicit(&w->sig_pending, memory_order_relaxed)))
+		lmm__signal_deferred(w);
+}
+
+/*
+ * The outermost bracket, for lmm_switch only: the owner calls it, never from
+ * a hook or a handler, so critical is 0 on entry and plain stores replace the
+ * read-modify-write (no store-to-load forwarding chain on the fast path).
+ */
+static inline void critical_enter_outer(struct lmm_worker *w)
+{
+	if (!w->uses_signals)
+		return;
+	if (unlikely(w->debug) && atomic_load_explicit(&w->critical, memory_order_relaxed))
+		lmm__die("lmm_switch", "called from inside the switch path (a hook or a handler)");
+	atomic_store_explicit(&w->critical, 1, memory_order_relaxed);
+	/* Pairs with the handler on this thread: it sees critical before any change below. */
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void critical_exit_outer(struct lmm_worker *w)
+{
+	if (!w->uses_signals)
+		return;
+	/* Pairs with the handler on this thread: our changes are done before critical drops. */
+	atomic_signal_fence(memory_order_seq_cst);
+	atomic_store_explicit(&w->critical, 0, memory_order_relaxed);
+	/* Pairs with the handler: it either saw critical == 0 and did the work, or set pending. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (unlikely(atomic_load_explicit(&w->sig_pending, memory_order_relaxed)))
 		lmm__signal_deferred(w);
 }
 

@@ -44,13 +44,15 @@ static void handler(int sig, siginfo_t *si, void *uc)
 	int saved_errno = errno;
 	struct lmm_worker *w = lmm__self;
 
+	if (w && w->domain->signo == sig)
+		lmm__membarrier_ack(w); /* any landing serves lmm_membarrier's fallback */
 	if (w && w->uses_signals && w->domain->signo == sig) {
 		atomic_store_explicit(&w->sig_pending, 1, memory_order_relaxed);
 		/* Pairs with critical_enter/exit on this thread. */
 		atomic_signal_fence(memory_order_seq_cst);
 		if (atomic_load_explicit(&w->critical, memory_order_relaxed) == 0)
 			lmm__signal_deferred(w);
-	} else {
+	} else if (!w || w->domain->signo != sig) {
 		/* Not ours (another domain's signal number, or a stray): chain. */
 		struct sigaction *old = &sig_table[sig].old;
 		if (old->sa_flags & SA_SIGINFO) {

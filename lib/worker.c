@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
@@ -32,8 +33,8 @@ static void exit_key_init(void)
 
 static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
 {
-	struct lmm_worker *w;
-	if (posix_memalign((void **)&w, LMM_HOT_ALIGN, sizeof(*w)))
+	struct lmm_worker *w = lmm__aligned_alloc(LMM_HOT_ALIGN, sizeof(*w));
+	if (!w)
 		return NULL;
 	memset(w, 0, sizeof(*w));
 	if (pthread_mutex_init(&w->kill_lock, NULL)) {
@@ -46,6 +47,7 @@ static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
 	w->scheme = d->scheme;
 	w->uses_signals = d->scheme->uses_signals;
 	w->debug = d->cfg.flags & LMM_F_DEBUG;
+	w->membarrier_fence = lmm__membarrier_fallback();
 	atomic_init(&w->active, &d->init);
 	return w;
 }

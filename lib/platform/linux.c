@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The platform seam on Linux (glibc and musl). */
 
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -14,7 +15,8 @@
 #include "platform.h"
 
 #ifndef LMM_NO_MEMBARRIER
-static atomic_int membarrier_state; /* 0 unknown, 1 registered, -1 unavailable */
+/* 0 unknown, 1 registered, -1 unavailable; read inline by lmm_plat_light_fence. */
+atomic_int lmm__plat_membarrier_state;
 
 static long sys_membarrier(int cmd, unsigned flags)
 {
@@ -24,7 +26,7 @@ static long sys_membarrier(int cmd, unsigned flags)
 bool lmm_plat_membarrier_register(void)
 {
 	/* Relaxed: registration is idempotent and the kernel orders it. */
-	int st = atomic_load_explicit(&membarrier_state, memory_order_relaxed);
+	int st = atomic_load_explicit(&lmm__plat_membarrier_state, memory_order_relaxed);
 	if (st)
 		return st > 0;
 	long mask = sys_membarrier(MEMBARRIER_CMD_QUERY, 0);
@@ -32,13 +34,13 @@ bool lmm_plat_membarrier_register(void)
 	if (mask >= 0 && (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
 	    sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) == 0)
 		st = 1;
-	atomic_store_explicit(&membarrier_state, st, memory_order_relaxed);
+	atomic_store_explicit(&lmm__plat_membarrier_state, st, memory_order_relaxed);
 	return st > 0;
 }
 
 bool lmm_plat_have_membarrier(void)
 {
-	return atomic_load_explicit(&membarrier_state, memory_order_relaxed) > 0;
+	return atomic_load_explicit(&lmm__plat_membarrier_state, memory_order_relaxed) > 0;
 }
 
 void lmm_plat_heavy_fence(void)
@@ -49,7 +51,15 @@ void lmm_plat_heavy_fence(void)
 	/* No membarrier: the fast side uses a full fence too (see platform.h). */
 	atomic_thread_fence(memory_order_seq_cst);
 }
+
+int lmm_plat_membarrier(void)
+{
+	if (!lmm_plat_have_membarrier())
+		return -ENOSYS;
+	return sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) == 0 ? 0 : -errno;
+}
 #else
+int lmm_plat_membarrier(void) { return -ENOSYS; }
 bool lmm_plat_membarrier_register(void) { return false; }
 bool lmm_plat_have_membarrier(void) { return false; }
 void lmm_plat_heavy_fence(void)

@@ -12,6 +12,7 @@
 #ifndef LMM_PLATFORM_H
 #define LMM_PLATFORM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 /*
@@ -24,6 +25,40 @@
 bool lmm_plat_membarrier_register(void);
 bool lmm_plat_have_membarrier(void);
 void lmm_plat_heavy_fence(void);
+
+/*
+ * The fast side of the pair: pairs with lmm_plat_heavy_fence on the rare
+ * side. Where membarrier PRIVATE_EXPEDITED is registered (checked at run
+ * time: registration happens before any domain that relies on it has a
+ * worker, and never changes once decided), the heavy side makes this
+ * thread run a full barrier, so a compiler barrier is enough here;
+ * otherwise both sides are full seq_cst fences (the classic store->load
+ * Dekker pair).
+ */
+#ifndef LMM_NO_MEMBARRIER
+extern __attribute__((visibility("hidden"))) atomic_int lmm__plat_membarrier_state;
+static inline void lmm_plat_light_fence(void)
+{
+	/* Relaxed: the state is final before any thread of a domain relying on it runs. */
+	if (__builtin_expect(atomic_load_explicit(&lmm__plat_membarrier_state, memory_order_relaxed) > 0, 1))
+		atomic_signal_fence(memory_order_seq_cst); /* pairs with lmm_plat_heavy_fence (membarrier) */
+	else
+		atomic_thread_fence(memory_order_seq_cst); /* pairs with lmm_plat_heavy_fence's fence */
+}
+#else
+static inline void lmm_plat_light_fence(void)
+{
+	/* Pairs with the full fence in lmm_plat_heavy_fence. */
+	atomic_thread_fence(memory_order_seq_cst);
+}
+#endif
+/*
+ * membarrier(PRIVATE_EXPEDITED) and nothing else: 0 once every running thread
+ * of the process executed a full barrier; a negative errno (-ENOSYS in the
+ * fallback build) if that could not be done. lmm_membarrier needs to know,
+ * where lmm_plat_heavy_fence may quietly degrade to a local fence.
+ */
+int lmm_plat_membarrier(void);
 
 /* The default signal number for domains that need one. */
 int lmm_plat_default_signo(void);

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lmm_membarrier: a full barrier on every worker that runs a task of a
+ * context, so that the code those tasks run can pair compiler-only barriers
+ * with it (the asymmetric fences of membarrier(2), scoped to one context).
+ *
+ * With membarrier(2) the kernel does more than asked: every running thread of
+ * the process executes a barrier, and the scheduler orders the ones that are
+ * not running. Without it, the caller signals exactly the workers whose
+ * current context is ctx and waits until each handler has run. Workers that
+ * hold ctx lazily are skipped: a context-less task runs no code of ctx
+ * (the reason the kernel's membarrier reads p->mm, never active_mm). Workers
+ * that make ctx current after we looked are ordered by the fence in
+ * switch.c's current_published(), which only this fallback turns on. The
+ * whole argument is in docs/design.md, "lmm_membarrier".
+ */
+#include "internal.h"
+
+/*
+ * Requests, numbered for the whole process. A handler acknowledges the newest
+ * number it saw, so one landing can serve several callers, whoever sent it.
+ */
+static atomic_ulong requests;
+
+bool lmm__membarrier_fallback(void)
+{
+	/* Registration is tried once and cached; every later answer is the same. */
+	return !lmm_plat_membarrier_register();
+}
+
+/* The domain's signal landed on w (signal.c): async-signal-safe, lock-free. */
+void lmm__membarrier_ack(struct lmm_worker *w)
+{
+	/* Acquire pairs with the callers' fetch_add: their writes before the call are visible below. */
+	unsigned long seen = atomic_load_explicit(&requests, memory_order_acquire);
+	/* The full barrier asked for; pairs with the callers' seq_cst fences. */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Release pairs with the caller's acquire of the ack: this thread's accesses so far are visible to it. */
+	atomic_store_explicit(&w->membarrier_ack, seen, memory_order_release);
+}
+
+static bool acked(struct lmm_worker *w, unsigned long ticket)
+{
+	/* Acquire pairs with the release in lmm__membarrier_ack. */
+	unsigned long ack = atomic_load_explicit(&w->membarrier_ack, memory_order_acquire);
+	return (long)(ack - ticket) >= 0;
+}
+
+/* w left the domain (or its slot was reused) since we signalled it: it runs no task of ctx. */
+static bool gone(struct lmm_worker *w, unsigned generation)
+{
+	/* kill_lock orders the worker's accesses before its offline before our return. */
+	pthread_mutex_lock(&w->kill_lock);
+	bool left = !atomic_load_explicit(&w->online, memory_order_relaxed) ||
+		    atomic_load_explicit(&w->generation, memory_order_relaxed) != generation;
+	pthread_mutex_unlock(&w->kill_lock);
+	return left;
+}
+
+#define BATCH 64 /* workers signalled before we wait: bounded stack, parallel round trips */
+
+struct target {
+	struct lmm_worker *w;
+	unsigned generation;
+};
+
+static int wait_batch(struct target *t, unsigned n, unsigned long ticket,
+		      unsigned long long deadline)
+{
+	unsigned long long nap = 1000;
+	unsigned spins = 0;
+
+	while (n) {
+		for (unsigned i = 0; i < n;) {
+			if (acked(t[i].w, ticket) || (spins > 16 && gone(t[i].w, t[i].generation)))
+				t[i] = t[--n];
+			else
+				i++;
+		}
+		if (!n)
+			break;
+		if (lmm_plat_now_ns() > deadline)
+			return -ETIMEDOUT;
+		if (++spins > 16) {
+			lmm_plat_sleep_ns(nap);
+			if (nap < 1000000)
+				nap *= 2;
+		}
+	}
+	return 0;
+}
+
+static int membarrier_signals(struct ctx_impl *c)
+{
+	struct lmm_domain *d = c->domain;
+	struct lmm_ctx *ctx = ctx_public(c);
+	struct target batch[BATCH];
+	unsigned n = 0;
+	int ret = 0;
+
+	/* Acq_rel: releases our earlier writes to every handler that acquires a newer number. */
+	unsigned long ticket = atomic_fetch_add_explicit(&requests, 1, memory_order_acq_rel) + 1;
+	/*
+	 * Pairs with current_published() on the workers: either we read a
+	 * worker's new current and signal it, or its accesses after the switch
+	 * see everything we wrote before this fence.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+
+	unsigned long long deadline = lmm_plat_now_ns() + d->barrier_timeout_ms * 1000000ull;
+	for (unsigned i = 0; i < d->max_workers && !ret; i++) {
+		/* Acquire pairs with the release publication in lmm_worker_online. */
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
+		/* Ourselves: our own fences are the barrier. */
+		if (!w || w == lmm__self)
+			continue;
+		/* Relaxed: the fence above orders it (see current_published). */
+		if (atomic_load_explicit(&w->current, memory_order_relaxed) != ctx)
+			continue;
+		/* Relaxed: a stale value only makes gone() say "left" later, which is then true. */
+		unsigned generation = atomic_load_explicit(&w->generation, memory_order_relaxed);
+		if (acked(w, ticket) || !lmm__signal_worker(w))
+			continue; /* served by another caller's signal already, or offline */
+		batch[n++] = (struct target){ w, generation };
+		if (n == BATCH) {
+			ret = wait_batch(batch, n, ticket, deadline);
+			n = 0;
+		}
+	}
+	if (!ret)
+		ret = wait_batch(batch, n, ticket, deadline);
+	/*
+	 * Pairs with the handlers' fences, and acquires for the relaxed reads
+	 * of current above: a worker we skipped because it had left ctx
+	 * released its accesses of ctx (current_leaving) before we return.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	return ret;
+}
+
+int lmm_membarrier(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+
+	if (!ctx || c->magic != CTX_MAGIC)
+		return -EINVAL;
+	if (!lmm__membarrier_fallback())
+		return lmm_plat_membarrier();
+	return membarrier_signals(c);
+}

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hazard scheme (Lutomirski 2022, "sched: Use lightweight hazard pointers
+ * to grab lazy mms"): a lazy hold is a hazard pointer in the worker's own hot
+ * block, not a reference. The last user, after teardown, converts every
+ * hazard on the context into a counted reference handed to that worker
+ * through its drop slot. docs/hazard.md has the protocol, a diagram and the
+ * memory-ordering argument; the comments here name the pairings.
+ *
+ *   slot[LAZY]  the lazily held context: ctx (a hazard, uncounted), or
+ *               ctx | LAZY_OWNED (the worker holds a count reference of its
+ *               own: it went lazy on a context whose users were already 0).
+ *               Written only by the owner.
+ *   slot[DROP]  a count reference the worker must drop when its lazy period
+ *               ends, or DROP_CLOSED while the worker is offline. Changed
+ *               only by atomic read-modify-writes (owner and converters).
+ */
+#include "internal.h"
+
+enum { LAZY = 0, DROP = 1 };
+
+#define LAZY_OWNED ((uintptr_t)1)  /* contexts are pointer-aligned: bit 0 is free */
+#define DROP_CLOSED ((uintptr_t)1) /* offline: converters must not leave anything here */
+
+/* References a single conversion may drop after its scan; see dispose(). */
+#define DEFERRED_DROPS 32
+
+static inline struct lmm_ctx *slot_ctx(uintptr_t v)
+{
+	return (struct lmm_ctx *)(v & ~LAZY_OWNED);
+}
+
+static int hazard_domain_init(struct lmm_domain *d)
+{
+	(void)d;
+	/*
+	 * Before this domain has a worker, so that lmm_plat_light_fence sees
+	 * the final state. If it fails, both fences are full fences.
+	 */
+	lmm_plat_membarrier_register();
+	return 0;
+}
+
+/* Drop whatever the drop slot holds. Off the fast path: the slot is usually empty. */
+static void drain(struct lmm_worker *w)
+{
+	/* Relaxed peek at our own word: the exchange below is what counts. */
+	if (likely(!atomic_load_explicit(&w->slot[DROP], memory_order_relaxed)))
+		return;
+	/*
+	 * Acq_rel: acquire pairs with the converter's release hand-off (its
+	 * bulk grab happens before our drop); release orders our lazy period
+	 * before any converter that later finds the slot empty.
+	 */
+	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], 0, memory_order_acq_rel);
+	if (v && v != DROP_CLOSED)
+		lmm_drop(slot_ctx(v)); /* may be the final drop: the free runs here, on the worker */
+}
+
+static void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+
+	/*
+	 * Release: a converter that reads this store (or a later one) with
+	 * acquire also sees everything before it, including the release store
+	 * that ended our previous lazy period (see hand_over). Free on x86-64;
+	 * no fence.
+	 */
+	atomic_store_explicit(&w->slot[LAZY], (uintptr_t)ctx, memory_order_release);
+	/*
+	 * Store->load: the hazard above before the users load below. Pairs
+	 * with lmm_plat_heavy_fence in hazard_users_zero, which comes after the
+	 * last user's decrement and before its scan: either we see users == 0
+	 * here, or the scan sees our hazard (and our mask bit, set earlier).
+	 */
+	lmm_plat_light_fence();
+	/* Relaxed: the fence pair above is the ordering. */
+	if (likely(atomic_load_explicit(&c->users, memory_order_relaxed) > 0))
+		return;
+	/*
+	 * Users are gone (a service worker on a count reference): the scan may
+	 * already have run, so the hazard protects nothing. Hold a reference
+	 * of our own. Relaxed (mmgrab): the task leaving ctx still holds one.
+	 * If the scan saw the hazard anyway, it also handed us one through the
+	 * drop slot; both are dropped when the lazy period ends.
+	 */
+	atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
+	/* Release: as above. */
+	atomic_store_explicit(&w->slot[LAZY], (uintptr_t)ctx | LAZY_OWNED, memory_order_release);
+}
+
+static void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	/* Relaxed: our own word. */
+	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_relaxed);
+	/*
+	 * Relaxed: the task that resumes ctx holds a reference of its own
+	 * until after its last use here, and its drop is a release; a converter
+	 * that sees the slot empty needs nothing more from us.
+	 */
+	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_relaxed);
+	if (unlikely(lazy & LAZY_OWNED))
+		/* Not the last reference (the task holds one): relaxed, like refcount's resume. */
+		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+	drain(w);
+}
+
+static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	/* Relaxed: our own word. */
+	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_relaxed);
+	/*
+	 * Release: switch_ctx's last use of ctx happens before any converter
+	 * whose acquire load sees the slot move on and then lets ctx go.
+	 */
+	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_release);
+	if (lazy & LAZY_OWNED)
+		lmm_drop(ctx); /* its release orders our last use before the free */
+	drain(w);
+}
+
+static void hazard_worker_offline(struct lmm_worker *w)
+{
+	/*
+	 * The core switched us to init (our lazy period ended above). Close
+	 * the drop slot: a converter that read our hazard before it was
+	 * cleared finds DROP_CLOSED and keeps its reference instead of leaving
+	 * it where nobody would ever drop it. Acq_rel: acquire pairs with a
+	 * hand-off's release; release pairs with a converter's acquire load
+	 * of CLOSED (our lazy period is over before it drops anything).
+	 */
+	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], DROP_CLOSED, memory_order_acq_rel);
+	if (v && v != DROP_CLOSED)
+		lmm_drop(slot_ctx(v));
+}
+
+/* --- the conversion, run by the last user --- */
+
+struct conversion {
+	struct lmm_ctx *ctx;
+	long spare;        /* references on ctx grabbed in bulk and not handed */
+	long grabbed;      /* the bulk size, 0 until the first hazard is found */
+	long bulk;         /* upper bound on hand-offs: one per worker */
+	uint64_t handed;
+	unsigned ndrops;
+	struct lmm_ctx *drops[DEFERRED_DROPS];
+};
+
+/*
+ * We own a reference on v that the worker does not need. References on our
+ * own context go back to the bulk; others are dropped after the scan, since
+ * such a drop may be the final one (never free inside the scan).
+ */
+static void dispose(struct conversion *cv, uintptr_t v)
+{
+	struct lmm_ctx *ctx = slot_ctx(v);
+	if (ctx == cv->ctx) {
+		cv->spare++;
+		cv->handed--;
+		return;
+	}
+	if (unlikely(cv->ndrops == DEFERRED_DROPS)) {
+		/*
+		 * More than DEFERRED_DROPS occupants stolen by one scan: drop
+		 * the batch now. Safe (no lock held; cv->ctx is kept alive by
+		 * the users' count reference), only earlier than we like.
+		 */
+		for (unsigned i = 0; i < cv->ndrops; i++)
+			lmm_drop(cv->drops[i]);
+		cv->ndrops = 0;
+	}
+	cv->drops[cv->ndrops++] = ctx;
+}
+
+/*
+ * Give w the reference we hold on cv->ctx through its drop slot. The slot
+ * may hold another reference: take it (we then own it), and keep it only if
+ * w may still rely on it, i.e. w is lazy on that context: then it goes back
+ * and ours, which w cannot need (it is no longer lazy on cv->ctx), comes out.
+ *
+ * Every decision is taken on a lazy-slot load made after the read-modify-
+ * write that gave us the reference in question. All changes of the drop slot
+ * are acq_rel RMWs, so each one synchronizes with every earlier one; the
+ * converter that first handed a reference v loaded w's lazy slot == v before
+ * its RMW. By read-read coherence our later load sees that store or a later
+ * one: if it is not v, w has ended the lazy period the reference was handed
+ * for (a later lazy period on v holds its own reference: users are 0, see
+ * hazard_lazy_enter), and the acquire of the load pairs with the release
+ * stores of the lazy slot, so w's last use of v happens before our drop.
+ */
+/*
+ * We just left our reference on cv->ctx in w's empty drop slot. If w ended
+ * its lazy period before that (it drains when the period ends, and may not
+ * end another for a long time, or ever), take it back so that the context
+ * is not kept past its last real holder. Either w's drain is after our RMW
+ * in the slot's order and w drops the reference, or it is before: then its
+ * release store ending the period happens before the load below, which sees
+ * it (or later) and we take the reference back. No ABA on the compare:
+ * cv->ctx cannot be freed while we run (the users' reference), so no other
+ * reference can carry its address into this slot.
+ */
+static void take_back_if_late(struct conversion *cv, struct lmm_worker *w)
+{
+	uintptr_t mine = (uintptr_t)cv->ctx;
+	/* Acquire: pairs with the release store that ended w's lazy period. */
+	if (atomic_load_explicit(&w->slot[LAZY], memory_order_acquire) == mine)
+		return;
+	/* Acq_rel like every change of the drop slot (see hand_over). */
+	if (atomic_compare_exchange_strong_explicit(&w->slot[DROP], &mine, 0,
+						    memory_order_acq_rel, memory_order_relaxed))
+		dispose(cv, (uintptr_t)cv->ctx);
+	/* else w (or a converter that stole it) already took it */
+}
+
+static void hand_over(struct conversion *cv, struct lmm_worker *w)
+{
+	uintptr_t held = (uintptr_t)cv->ctx;
+	/* Acquire: pairs with offline's release exchange when we read CLOSED. */
+	uintptr_t cur = atomic_load_explicit(&w->slot[DROP], memory_order_acquire);
+
+	cv->handed++;
+	for (;;) {
+		if (cur == DROP_CLOSED) {
+			dispose(cv, held); /* w went offline: its lazy periods are over */
+			return;
+		}
+		if (cur) {
+			/* Occupied: is w still lazy on what we hold? (acquire: see above) */
+			uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
+			if (lazy != held) {
+				dispose(cv, held); /* w moved on: nobody needs ours */
+				return;
+			}
+		}
+		/*
+		 * Acq_rel: release publishes our bulk grab to w's drain (or to
+		 * the next converter); acquire pairs with whoever put cur there.
+		 * Failure: acquire, as for the first load.
+		 */
+		if (!atomic_compare_exchange_weak_explicit(&w->slot[DROP], &cur, held,
+							   memory_order_acq_rel, memory_order_acquire))
+			continue;
+		if (!cur) {
+			if (held == (uintptr_t)cv->ctx)
+				take_back_if_late(cv, w);
+			return; /* handed; w drops it when its lazy period ends */
+		}
+		/* We own cur now. Acquire: pairs with the lazy slot's release stores. */
+		uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
+		if (lazy != cur) {
+			dispose(cv, cur); /* stolen: w is done with it */
+			return;
+		}
+		/* w may be lazy on cur under that very reference: swap it back in. */
+		uintptr_t put_back = cur;
+		cur = held;
+		held = put_back;
+	}
+}
+
+static void convert_worker(struct lmm_worker *w, void *arg)
+{
+	struct conversion *cv = arg;
+	/*
+	 * Acquire: pairs with the release store that ended w's lazy period on
+	 * ctx (switch_ctx's last use happens before our final drop), and with
+	 * the one that began it. Ordered after users reached 0 by the heavy
+	 * fence in hazard_users_zero.
+	 */
+	if (atomic_load_explicit(&w->slot[LAZY], memory_order_acquire) != (uintptr_t)cv->ctx)
+		return;
+	if (!cv->grabbed) {
+		/*
+		 * One RMW for every hand-off of this conversion. Relaxed
+		 * (mmgrab): the users' count reference is still held.
+		 */
+		atomic_fetch_add_explicit(&ctx_impl(cv->ctx)->count, cv->bulk, memory_order_relaxed);
+		cv->grabbed = cv->spare = cv->bulk;
+	}
+	cv->spare--;
+	hand_over(cv, w);
+}
+
+static void hazard_users_zero(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+	struct lmm_domain *d = c->domain;
+	struct conversion cv = { .ctx = ctx, .bulk = (long)d->max_workers };
+
+	/*
+	 * Store->load: users reached 0 (lmm_put's decrement) before the mask
+	 * and lazy slots are read. Pairs with lmm_plat_light_fence in
+	 * hazard_lazy_enter (see there).
+	 */
+	lmm_plat_heavy_fence();
+	unsigned scanned = lmm__mask_for_each(c, convert_worker, &cv);
+	if (cv.spare)
+		/*
+		 * The second and last RMW. Relaxed: cannot reach 0 (the users'
+		 * reference is still held; its drop is the release).
+		 */
+		atomic_fetch_sub_explicit(&c->count, cv.spare, memory_order_relaxed);
+	stat_add(d, ST_CONVERSIONS, 1);
+	stat_add(d, ST_SLOTS_SCANNED, scanned);
+	if (cv.handed)
+		stat_add(d, ST_HAZARDS_CONVERTED, cv.handed);
+	/* Stolen references that w no longer needed: any of these may free. */
+	for (unsigned i = 0; i < cv.ndrops; i++)
+		lmm_drop(cv.drops[i]);
+}
+
+static void hazard_count_zero(struct lmm_ctx *ctx)
+{
+	/*
+	 * Every worker with ctx installed holds a counted reference: its task's,
+	 * its own (LAZY_OWNED) or a converted hazard in its drop slot.
+	 */
+	lmm__ctx_release(ctx);
+}
+
+const struct lmm_scheme_ops lmm_scheme_hazard = {
+	.id = LMM_SCHEME_HAZARD,
+	.domain_init = hazard_domain_init,
+	.worker_offline = hazard_worker_offline,
+	.lazy_enter = hazard_lazy_enter,
+	.lazy_resume = hazard_lazy_resume,
+	.lazy_release = hazard_lazy_release,
+	.users_zero = hazard_users_zero,
+	.count_zero = hazard_count_zero,
+};

@@ -1,0 +1,608 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The rcu scheme: a lazy hold is part of the worker's RCU read-side section
+ * (liburcu, QSBR flavour; docs/rcu.md has the measurements behind the
+ * choice). Going lazy and coming back cost nothing shared: no reference, no
+ * fence. When a context's count reaches 0 it is queued on the domain's
+ * reclaim thread, which frees whole batches after one grace period.
+ *
+ * The rule every quiescent-state report obeys: at the moment of the report
+ * the worker holds no *uncounted* lazy hold. A worker that runs a task holds
+ * that task's reference; a worker that is lazy either reports nothing, or
+ * first turns its lazy hold into a counted reference (one atomic, only on the
+ * slow paths: idle, lmm_barrier, backpressure, a nudge), or leaves the
+ * context if its count already reached 0. So a grace period that starts
+ * after a count reached 0 cannot end before every worker left that context.
+ *
+ * Quiescent states are reported at the end of a lazy window (the lazy hit,
+ * or the install that ends it) only while some grace period is waiting: the
+ * reclaim thread raises a flag in every worker's hot block for that time, so
+ * the fast path reads its own line and nothing else. Workers that never end a
+ * lazy window (task-to-task switches, a long context-less task, a lazy sleep
+ * without lmm_idle_enter) are nudged with the domain's signal after
+ * LMM_RCU_NUDGE_MS (default 20 ms); the handler settles the lazy hold as
+ * above and reports.
+ *
+ * QSBR state is process-wide, so every grace period waits for the workers of
+ * every rcu domain: the flags and the nudges go to all of them.
+ */
+#include <stdlib.h>
+#include <time.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "internal.h"
+
+/* w->slot[0]: the worker's RCU state. Written by the worker inside critical
+ * sections and by its own nudge handler; other threads only read it (hints). */
+#define RS_COUNTED 0x1u    /* the lazy hold is a counted reference */
+#define RS_ONLINE 0x2u     /* registered with QSBR and online (not idle) */
+#define RS_REGISTERED 0x4u /* we registered this thread with QSBR */
+#define RS_PARKED 0x8u     /* offline for lmm_barrier or backpressure, not idle */
+/* w->slot[1]: non-zero while a grace period waits (written by reclaim threads). */
+
+#define DEFAULT_NUDGE_MS 20
+#define DEFAULT_BACKLOG_MAX 4096
+
+struct rcu_domain {
+	struct lmm_domain *d;
+	struct rcu_domain *next; /* all_domains */
+	unsigned long long nudge_ns;
+	unsigned long backlog_limit;
+
+	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* the reclaim thread: work queued, or stop */
+	pthread_cond_t progress; /* droppers held back by backpressure */
+	struct ctx_impl *head, *tail; /* linked through scheme_data[0] */
+	bool stop;
+	pthread_t thread;
+
+	atomic_ulong backlog; /* queued + in the running grace period */
+	atomic_ulong backlog_max;
+};
+
+/* Every rcu domain, for the grace-period flags and the nudges. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rcu_domain *all_domains;
+static unsigned gp_waiting; /* grace periods in progress, under all_lock */
+
+static __thread bool is_reclaimer;
+
+static inline struct ctx_impl *queue_next(struct ctx_impl *c)
+{
+	return (struct ctx_impl *)c->scheme_data[0];
+}
+
+/* Own state: relaxed loads and stores, ordered against the handler by critical. */
+static inline uintptr_t rs_get(struct lmm_worker *w)
+{
+	return atomic_load_explicit(&w->slot[0], memory_order_relaxed);
+}
+
+static inline void rs_set(struct lmm_worker *w, uintptr_t v)
+{
+	atomic_store_explicit(&w->slot[0], v, memory_order_relaxed);
+}
+
+/* --- settling the lazy hold before any quiescent state --- */
+
+/* refcount_inc_not_zero on the count. */
+static bool count_inc_not_zero(struct ctx_impl *c)
+{
+	long old = atomic_load_explicit(&c->count, memory_order_relaxed);
+	do {
+		if (old <= 0)
+			return false;
+		/* Relaxed: success means the count cannot reach 0 before our drop;
+		 * the quiescent state that follows carries the fences. */
+	} while (!atomic_compare_exchange_weak_explicit(&c->count, &old, old + 1,
+						       memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+/*
+ * Make the current state one in which a quiescent state may be reported.
+ * Inside a critical section, or in the signal hook (which runs as one).
+ * Never drops a reference, so it never reaches count_zero: safe in a handler.
+ */
+static void settle_lazy_hold(struct lmm_worker *w)
+{
+	/* Relaxed: own state. */
+	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
+	if (atomic_load_explicit(&w->current, memory_order_relaxed) || ctx_is_init(active) ||
+	    (rs_get(w) & RS_COUNTED))
+		return;
+	if (count_inc_not_zero(ctx_impl(active)))
+		rs_set(w, rs_get(w) | RS_COUNTED);
+	else
+		/* Its count reached 0: it is dying and waits for us. Leave it first. */
+		lmm__unlazy(w);
+}
+
+/* Report a quiescent state if the thread is an online reader. */
+static inline void report_qs(struct lmm_worker *w)
+{
+	if (rs_get(w) & RS_ONLINE)
+		urcu_qsbr_quiescent_state();
+}
+
+/* Go RCU-offline with the hold settled; returns whether we did. In critical. */
+static bool go_offline(struct lmm_worker *w, uintptr_t mark)
+{
+	if (!(rs_get(w) & RS_ONLINE))
+		return false;
+	settle_lazy_hold(w);
+	rs_set(w, (rs_get(w) & ~(uintptr_t)RS_ONLINE) | mark);
+	urcu_qsbr_thread_offline();
+	return true;
+}
+
+static void go_online(struct lmm_worker *w, uintptr_t mark)
+{
+	urcu_qsbr_thread_online();
+	rs_set(w, (rs_get(w) & ~mark) | RS_ONLINE);
+}
+
+static inline bool is_rcu_worker(struct lmm_worker *w)
+{
+	return w && w->scheme == &lmm_scheme_rcu;
+}
+
+/* --- the switch hooks (inside lmm_switch's critical section) --- */
+
+/* Entering lazy mode needs no hook: the lazy hold is the read-side section itself. */
+
+static void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	uintptr_t rs = rs_get(w);
+	if (unlikely(rs & RS_COUNTED)) {
+		rs_set(w, rs & ~(uintptr_t)RS_COUNTED);
+		/* The task now current holds its own reference: never the last.
+		 * Relaxed, as in the refcount scheme's lazy hit. */
+		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+	}
+	/* Relaxed: a hint; liburcu's own protocol orders the report. */
+	if (unlikely(atomic_load_explicit(&w->slot[1], memory_order_relaxed)))
+		report_qs(w);
+}
+
+static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	uintptr_t rs = rs_get(w);
+	if (rs & RS_COUNTED) {
+		rs_set(w, rs & ~(uintptr_t)RS_COUNTED);
+		/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first. */
+		lmm_drop(ctx);
+	}
+	/* Relaxed: a hint, as above. The lazy hold ended: a report is valid. */
+	if (unlikely(atomic_load_explicit(&w->slot[1], memory_order_relaxed)))
+		report_qs(w);
+}
+
+/* The nudge: in the handler (critical was 0) or at the end of a switch. */
+static void rcu_signal(struct lmm_worker *w)
+{
+	if (!(rs_get(w) & RS_ONLINE))
+		return;
+	settle_lazy_hold(w);
+	urcu_qsbr_quiescent_state();
+}
+
+/* --- grace-period flags and nudges, over every rcu domain --- */
+
+static void for_each_rcu_worker(void (*fn)(struct lmm_worker *w, void *arg), void *arg)
+{
+	for (struct rcu_domain *rd = all_domains; rd; rd = rd->next) {
+		struct lmm_domain *d = rd->d;
+		for (unsigned i = 0; i < d->max_workers; i++) {
+			/* Acquire pairs with the release publication in lmm_worker_online. */
+			struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
+			if (w)
+				fn(w, arg);
+		}
+	}
+}
+
+static void set_want(struct lmm_worker *w, void *arg)
+{
+	/* Relaxed: a hint; a worker that sees it late is nudged. */
+	atomic_store_explicit(&w->slot[1], (uintptr_t)arg, memory_order_relaxed);
+}
+
+static void want_qs(bool begin)
+{
+	pthread_mutex_lock(&all_lock);
+	if (begin ? gp_waiting++ == 0 : --gp_waiting == 0)
+		for_each_rcu_worker(set_want, (void *)(uintptr_t)begin);
+	pthread_mutex_unlock(&all_lock);
+}
+
+struct nudge_round {
+	struct rcu_domain *rd;
+	uint64_t sent;
+};
+
+static void nudge_worker(struct lmm_worker *w, void *arg)
+{
+	struct nudge_round *n = arg;
+	/* Relaxed: hints; a worker that went offline since needs no nudge, one
+	 * that came online is covered by the next round. */
+	if (!atomic_load_explicit(&w->online, memory_order_relaxed) || !(rs_get(w) & RS_ONLINE))
+		return;
+	if (lmm__signal_worker(w))
+		n->sent++;
+}
+
+static void nudge_all(struct rcu_domain *rd)
+{
+	struct nudge_round n = { .rd = rd };
+	pthread_mutex_lock(&all_lock);
+	for_each_rcu_worker(nudge_worker, &n);
+	pthread_mutex_unlock(&all_lock);
+	stat_add(rd->d, ST_RCU_NUDGES, n.sent);
+}
+
+/* --- the reclaim thread --- */
+
+/* One grace period in flight: its call_rcu callback wakes the waiter. */
+struct gp_waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	struct rcu_head head;
+};
+
+static void gp_ended(struct rcu_head *head)
+{
+	struct gp_waiter *g = (struct gp_waiter *)(void *)((char *)head - offsetof(struct gp_waiter, head));
+	pthread_mutex_lock(&g->lock);
+	g->done = true;
+	pthread_cond_signal(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static struct timespec deadline_after(unsigned long long ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ns += (unsigned long long)ts.tv_nsec;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	return ts;
+}
+
+/*
+ * Wait for one grace period, nudging every nudge_ns while it lasts. Runs on
+ * the reclaim thread, or on the thread running a free (nested releases); never
+ * on a worker, so waiting cannot stall the grace period itself.
+ */
+static void wait_grace_period(struct rcu_domain *rd)
+{
+	struct gp_waiter g = { .done = false };
+	pthread_condattr_t ca;
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_mutex_init(&g.lock, NULL) || pthread_cond_init(&g.cond, &ca))
+		lmm__die("rcu", "cannot initialise a grace-period waiter");
+	pthread_condattr_destroy(&ca);
+
+	want_qs(true);
+	/* call_rcu wants a registered, online caller: the reclaim thread is
+	 * online only here; a defer thread registers for the call alone. */
+	if (is_reclaimer)
+		urcu_qsbr_thread_online();
+	else
+		urcu_qsbr_register_thread();
+	urcu_qsbr_call_rcu(&g.head, gp_ended);
+	if (is_reclaimer)
+		urcu_qsbr_thread_offline();
+	else
+		urcu_qsbr_unregister_thread();
+
+	bool stalled = false;
+	pthread_mutex_lock(&g.lock);
+	struct timespec deadline = deadline_after(rd->nudge_ns);
+	while (!g.done) {
+		if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) != ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&g.lock);
+		if (!stalled)
+			stat_add(rd->d, ST_RCU_STALLS, 1);
+		stalled = true;
+		nudge_all(rd);
+		pthread_mutex_lock(&g.lock);
+		deadline = deadline_after(rd->nudge_ns);
+	}
+	/* The callback signalled under the lock: once we hold it, it is done with g. */
+	pthread_mutex_unlock(&g.lock);
+	pthread_cond_destroy(&g.cond);
+	pthread_mutex_destroy(&g.lock);
+	want_qs(false);
+	stat_add(rd->d, ST_GRACE_PERIODS, 1);
+}
+
+static void *reclaim_main(void *arg)
+{
+	struct rcu_domain *rd = arg;
+
+	is_reclaimer = true;
+	urcu_qsbr_register_thread();
+	urcu_qsbr_thread_offline();
+	pthread_mutex_lock(&rd->lock);
+	for (;;) {
+		while (!rd->head && !rd->stop)
+			pthread_cond_wait(&rd->wake, &rd->lock);
+		if (!rd->head)
+			break;
+		/* Everything queued so far shares the next grace period. */
+		struct ctx_impl *batch = rd->head;
+		rd->head = rd->tail = NULL;
+		pthread_mutex_unlock(&rd->lock);
+
+		wait_grace_period(rd);
+		unsigned long n = 0;
+		for (struct ctx_impl *c = batch; c; c = queue_next(c))
+			n++;
+		/* Relaxed: a gauge; the lock below orders it for backpressure. */
+		atomic_fetch_sub_explicit(&rd->backlog, n, memory_order_relaxed);
+		pthread_mutex_lock(&rd->lock);
+		pthread_cond_broadcast(&rd->progress);
+		pthread_mutex_unlock(&rd->lock);
+		/* Free (or hand to the defer thread) without any lock of ours. */
+		for (struct ctx_impl *c = batch, *next; c; c = next) {
+			next = queue_next(c);
+			lmm__ctx_release(ctx_public(c));
+		}
+		pthread_mutex_lock(&rd->lock);
+	}
+	pthread_mutex_unlock(&rd->lock);
+	urcu_qsbr_unregister_thread();
+	return NULL;
+}
+
+/* --- count zero, backpressure, barrier --- */
+
+/* Whether the calling thread may wait for the reclaim thread here. */
+static bool may_block(void)
+{
+	if (is_reclaimer || lmm__in_free)
+		return false;
+	struct lmm_worker *w = lmm__self;
+	/* Relaxed: own state. Inside the switch path we never block. */
+	return !(w && w->uses_signals && atomic_load_explicit(&w->critical, memory_order_relaxed));
+}
+
+static void backpressure(struct rcu_domain *rd)
+{
+	/* Relaxed: a gauge; the decision is re-taken under the lock. */
+	if (likely(atomic_load_explicit(&rd->backlog, memory_order_relaxed) < rd->backlog_limit) ||
+	    !may_block())
+		return;
+	struct lmm_worker *w = lmm__self;
+	bool parked = false;
+	if (is_rcu_worker(w)) {
+		critical_enter(w);
+		parked = go_offline(w, RS_PARKED);
+		critical_exit(w);
+	}
+	pthread_mutex_lock(&rd->lock);
+	while (atomic_load_explicit(&rd->backlog, memory_order_relaxed) >= rd->backlog_limit)
+		pthread_cond_wait(&rd->progress, &rd->lock);
+	pthread_mutex_unlock(&rd->lock);
+	if (parked) {
+		critical_enter(w);
+		go_online(w, RS_PARKED);
+		critical_exit(w);
+	}
+}
+
+static void rcu_count_zero(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+	struct rcu_domain *rd = c->domain->scheme_data;
+
+	if (lmm__in_free && !is_rcu_worker(lmm__self)) {
+		/*
+		 * A free dropped the last count of another context: release it
+		 * before that free returns, so that an lmm_barrier waiting for
+		 * the first free also sees the second (contract test
+		 * free_drops_other). This thread is a reclaim or defer thread,
+		 * not an RCU reader: waiting here stalls nobody.
+		 */
+		/* Relaxed: gauges. */
+		atomic_fetch_add_explicit(&rd->backlog, 1, memory_order_relaxed);
+		wait_grace_period(rd);
+		atomic_fetch_sub_explicit(&rd->backlog, 1, memory_order_relaxed);
+		lmm__ctx_release(ctx);
+		return;
+	}
+	backpressure(rd);
+	c->scheme_data[0] = 0;
+	pthread_mutex_lock(&rd->lock);
+	if (rd->tail)
+		rd->tail->scheme_data[0] = (uintptr_t)c;
+	else
+		rd->head = c;
+	rd->tail = c;
+	/* Relaxed: gauges for lmm_stats; the queue itself is under the lock. */
+	unsigned long n = atomic_fetch_add_explicit(&rd->backlog, 1, memory_order_relaxed) + 1;
+	if (n > atomic_load_explicit(&rd->backlog_max, memory_order_relaxed))
+		atomic_store_explicit(&rd->backlog_max, n, memory_order_relaxed);
+	pthread_cond_signal(&rd->wake);
+	pthread_mutex_unlock(&rd->lock);
+}
+
+/* lmm_barrier may be called by a worker (of any rcu domain): park it meanwhile. */
+static void rcu_barrier_wait(struct lmm_domain *d, bool begin)
+{
+	(void)d;
+	struct lmm_worker *w = lmm__self;
+	if (!is_rcu_worker(w))
+		return;
+	critical_enter(w);
+	if (begin)
+		go_offline(w, RS_PARKED);
+	else if (rs_get(w) & RS_PARKED)
+		go_online(w, RS_PARKED);
+	critical_exit(w);
+}
+
+/* --- idle, online, offline --- */
+
+static void rcu_idle_enter(struct lmm_worker *w)
+{
+	critical_enter(w);
+	go_offline(w, 0);
+	critical_exit(w);
+}
+
+static void rcu_idle_exit(struct lmm_worker *w)
+{
+	critical_enter(w);
+	if ((rs_get(w) & (RS_REGISTERED | RS_ONLINE)) == RS_REGISTERED)
+		go_online(w, 0);
+	/*
+	 * A counted lazy hold that is the context's last reference (users gone
+	 * while we slept) would keep it alive until our next switch: leave it
+	 * now. Relaxed: count == 1 with our reference in it cannot change under
+	 * us, nobody can take a new reference without holding one.
+	 */
+	if ((rs_get(w) & RS_COUNTED) &&
+	    atomic_load_explicit(&ctx_impl(atomic_load_explicit(&w->active, memory_order_relaxed))->count,
+				 memory_order_relaxed) == 1)
+		lmm__unlazy(w);
+	critical_exit(w);
+}
+
+static int rcu_worker_online(struct lmm_worker *w)
+{
+	/* The thread is already an online QSBR reader of the application's:
+	 * its quiescent states would be ours and ours its (docs/rcu.md). */
+	if (urcu_qsbr_read_ongoing())
+		return -EBUSY;
+	critical_enter(w);
+	rs_set(w, 0);
+	urcu_qsbr_register_thread();
+	rs_set(w, RS_REGISTERED | RS_ONLINE);
+	critical_exit(w);
+	pthread_mutex_lock(&all_lock);
+	/* Relaxed: a hint (see set_want); the core cleared it for a reused slot. */
+	atomic_store_explicit(&w->slot[1], gp_waiting != 0, memory_order_relaxed);
+	pthread_mutex_unlock(&all_lock);
+	return 0;
+}
+
+static void rcu_worker_offline(struct lmm_worker *w)
+{
+	critical_enter(w);
+	/* The core already ended the lazy hold: nothing counted is left. */
+	if (rs_get(w) & RS_REGISTERED) {
+		rs_set(w, 0);
+		/* Goes offline first if needed (idle, parked). */
+		urcu_qsbr_unregister_thread();
+	}
+	critical_exit(w);
+}
+
+/* --- domains --- */
+
+static unsigned long env_ulong(const char *name, unsigned long def, unsigned long max)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return def;
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	return (*end || v == 0 || v > max) ? def : v;
+}
+
+static int rcu_domain_init(struct lmm_domain *d)
+{
+	struct rcu_domain *rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return -ENOMEM;
+	rd->d = d;
+	rd->nudge_ns = env_ulong("LMM_RCU_NUDGE_MS", DEFAULT_NUDGE_MS, 100000) * 1000000ull;
+	rd->backlog_limit = env_ulong("LMM_RCU_BACKLOG_MAX", DEFAULT_BACKLOG_MAX, 1ul << 30);
+
+	int ret = -ENOMEM;
+	pthread_condattr_t ca;
+	if (pthread_condattr_init(&ca))
+		goto err_free;
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (pthread_mutex_init(&rd->lock, NULL))
+		goto err_attr;
+	if (pthread_cond_init(&rd->wake, &ca))
+		goto err_lock;
+	if (pthread_cond_init(&rd->progress, NULL))
+		goto err_wake;
+	ret = -pthread_create(&rd->thread, NULL, reclaim_main, rd);
+	if (ret)
+		goto err_progress;
+	pthread_condattr_destroy(&ca);
+	d->scheme_data = rd;
+	pthread_mutex_lock(&all_lock);
+	rd->next = all_domains;
+	all_domains = rd;
+	pthread_mutex_unlock(&all_lock);
+	return 0;
+
+err_progress:
+	pthread_cond_destroy(&rd->progress);
+err_wake:
+	pthread_cond_destroy(&rd->wake);
+err_lock:
+	pthread_mutex_destroy(&rd->lock);
+err_attr:
+	pthread_condattr_destroy(&ca);
+err_free:
+	free(rd);
+	return ret;
+}
+
+static void rcu_domain_fini(struct lmm_domain *d)
+{
+	struct rcu_domain *rd = d->scheme_data;
+
+	pthread_mutex_lock(&all_lock);
+	for (struct rcu_domain **p = &all_domains; *p; p = &(*p)->next) {
+		if (*p == rd) {
+			*p = rd->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&all_lock);
+	pthread_mutex_lock(&rd->lock);
+	rd->stop = true;
+	pthread_cond_signal(&rd->wake);
+	pthread_mutex_unlock(&rd->lock);
+	pthread_join(rd->thread, NULL);
+	pthread_cond_destroy(&rd->progress);
+	pthread_cond_destroy(&rd->wake);
+	pthread_mutex_destroy(&rd->lock);
+	free(rd);
+	d->scheme_data = NULL;
+}
+
+static void rcu_stats(struct lmm_domain *d, struct lmm_stats *out)
+{
+	struct rcu_domain *rd = d->scheme_data;
+	/* Relaxed: gauges. */
+	out->rcu_backlog = atomic_load_explicit(&rd->backlog, memory_order_relaxed);
+	out->rcu_backlog_max = atomic_load_explicit(&rd->backlog_max, memory_order_relaxed);
+}
+
+const struct lmm_scheme_ops lmm_scheme_rcu = {
+	.id = LMM_SCHEME_RCU,
+	.uses_signals = true,
+	.domain_init = rcu_domain_init,
+	.domain_fini = rcu_domain_fini,
+	.worker_online = rcu_worker_online,
+	.worker_offline = rcu_worker_offline,
+	.lazy_resume = rcu_lazy_resume,
+	.lazy_release = rcu_lazy_release,
+	.count_zero = rcu_count_zero,
+	.barrier_wait = rcu_barrier_wait,
+	.idle_enter = rcu_idle_enter,
+	.idle_exit = rcu_idle_exit,
+	.signal = rcu_signal,
+	.stats = rcu_stats,
+};

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shootdown scheme (MMU_LAZY_TLB_SHOOTDOWN, seed 003), signals as IPIs.
+ *
+ * A lazy hold is uncounted and writes nothing shared: entering and leaving
+ * lazy mode are no-ops here. The price is paid once per context, when its
+ * count reaches 0: every worker that may still have it installed (its bit in
+ * the worker mask) must switch away before free runs.
+ *
+ *   1. The dropper, if it is itself lazy on the context, switches inline.
+ *   2. (a) Every other worker in the mask whose published active is not the
+ *      context loses its bit without a signal.
+ *   3. The rest are sent the domain's signal; the handler (sd_signal) moves a
+ *      worker that is lazy on a dying context to init. The dropper polls the
+ *      published active of each until none has the context installed.
+ *   4. After a bounded wait (a worker blocks the signal, is stuck in a
+ *      switch, or is the dropper itself inside a switch), the context goes to
+ *      the reclaim thread, which keeps retrying; lmm_barrier waits for it.
+ *
+ * (b) A worker leaving a dying context by itself clears its own bit.
+ * (c) Droppers share signals: a signal already on its way to a worker, sent
+ * after this dropper's request, serves it too; a round over several contexts
+ * (the reclaim thread's batches, every drop with LMM_F_DEFER_FREE) signals
+ * each worker once.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "internal.h"
+
+#define SD_WAIT_NS (100ull * 1000000)       /* the dropper's bounded wait */
+#define SD_RESEND_FIRST_NS (10ull * 1000000) /* re-signal a holder that has not moved */
+#define SD_RETRY_MAX_NS (1000ull * 1000000)  /* the reclaim thread's longest pause */
+
+/* Worker cold words. */
+enum {
+	SD_REQ,      /* requests for a signal: tickets, taken by droppers */
+	SD_SENT,     /* the highest ticket a signal was (or is being) sent after */
+	SD_SHOOTING, /* owner only: this unlazy is the scheme's own (no (b) count) */
+};
+
+/* Context word: the reclaim list link. */
+enum { SD_NEXT };
+
+struct shootdown {
+	pthread_mutex_t lock; /* guards the fields below; never held across a free */
+	pthread_cond_t cond;
+	struct ctx_impl *head; /* contexts waiting for the reclaim thread */
+	bool started, stop, kicked;
+	pthread_t thread;
+};
+
+static inline struct ctx_impl *next_of(struct ctx_impl *c)
+{
+	/* Relaxed: the list is handed over under sd->lock or stays on one thread. */
+	return (struct ctx_impl *)atomic_load_explicit((_Atomic(uintptr_t) *)&c->scheme_data[SD_NEXT],
+						       memory_order_relaxed);
+}
+
+static inline void set_next(struct ctx_impl *c, struct ctx_impl *n)
+{
+	/* Relaxed: as next_of. */
+	atomic_store_explicit((_Atomic(uintptr_t) *)&c->scheme_data[SD_NEXT], (uintptr_t)n,
+			      memory_order_relaxed);
+}
+
+static bool ctx_dying(struct lmm_ctx *ctx)
+{
+	/*
+	 * Relaxed: the core stores DYING before count_zero; a reader that must
+	 * see it (the handler) first acquires the ticket released after it.
+	 */
+	return atomic_load_explicit(&ctx_impl(ctx)->state, memory_order_relaxed) == CTX_DYING;
+}
+
+/* --- the worker side --- */
+
+/* Uncounted lazy holds: no lazy hooks at all, nothing to take or give back. */
+
+/* The scheme's own unlazy of w (inline in the dropper, or in the handler). */
+static void shoot_self(struct lmm_worker *w)
+{
+	/* Relaxed: owner-only flag, read by this thread's switched_away. */
+	atomic_store_explicit(&w->scheme_cold[SD_SHOOTING], 1, memory_order_relaxed);
+	lmm__unlazy(w);
+	atomic_store_explicit(&w->scheme_cold[SD_SHOOTING], 0, memory_order_relaxed);
+}
+
+/*
+ * (b): switch_ctx just moved w off prev, which it held lazily. If prev is
+ * dying, take w out of its mask now so that no dropper signals or polls it.
+ * Runs inside the switch's critical section, before the core stores active.
+ */
+static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
+{
+	if (!ctx_dying(prev))
+		return;
+	/* Relaxed: own state. The context being installed is current, or init (unlazy). */
+	struct lmm_ctx *cur = atomic_load_explicit(&w->current, memory_order_relaxed);
+	/*
+	 * Publish the new active before the bit goes: once the bit is clear the
+	 * context may be freed at once, and the LMM_F_DEBUG check must not see
+	 * it still active here. Release pairs with the dropper's acquire of
+	 * active (sweep). The core stores the same value again right after.
+	 */
+	atomic_store_explicit(&w->active, cur ? cur : w->init, memory_order_release);
+	_Atomic(unsigned long) *word = &ctx_impl(prev)->worker_mask[w->id / BITS_PER_LONG];
+	/* Release: pairs with sweep's acquire of the word: switch_ctx is done with prev before free. */
+	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
+	/* Relaxed: owner-only flag. */
+	if (!atomic_load_explicit(&w->scheme_cold[SD_SHOOTING], memory_order_relaxed))
+		stat_add(w->domain, ST_SIGNALS_AVOIDED_SELFCLEAR, 1);
+}
+
+/*
+ * The domain's signal (do_shoot_lazy_tlb). Runs in the handler, or as a
+ * switch ends if the signal landed inside it; never on half-updated state.
+ * Only atomics and the application's async-signal-safe switch_ctx.
+ */
+static void sd_signal(struct lmm_worker *w)
+{
+	/*
+	 * Acquire pairs with the release ticket in request(): every context
+	 * whose dropper asked before the ticket we read is seen DYING below.
+	 * A ticket we do not see yet comes with a signal of its own, later.
+	 */
+	(void)atomic_load_explicit(&w->scheme_cold[SD_REQ], memory_order_acquire);
+	/* Relaxed: own state (we are not inside a switch: see critical). */
+	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
+	if (ctx_is_init(active) || atomic_load_explicit(&w->current, memory_order_relaxed))
+		return;
+	if (ctx_dying(active))
+		shoot_self(w);
+}
+
+/* --- the dropper side --- */
+
+/* Ask for a signal to reach w after now; send it unless someone else will. */
+static void request(struct lmm_worker *w)
+{
+	/* Release: pairs with the acquire in sd_signal (the DYING state before us). */
+	uintptr_t ticket = atomic_fetch_add_explicit(&w->scheme_cold[SD_REQ], 1, memory_order_release) + 1;
+	/* Relaxed: SENT only decides who sends; REQ carries the ordering. */
+	uintptr_t sent = atomic_load_explicit(&w->scheme_cold[SD_SENT], memory_order_relaxed);
+	do {
+		if (sent >= ticket) {
+			/* A sender that took its ticket after ours will signal: (c). */
+			stat_add(w->domain, ST_SIGNALS_AVOIDED_BATCHED, 1);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&w->scheme_cold[SD_SENT], &sent, ticket,
+						       memory_order_relaxed, memory_order_relaxed));
+	/* False when w went offline meanwhile: it left every context first (seed 000). */
+	lmm__signal_worker(w);
+}
+
+enum sweep_mode {
+	SWEEP_FILTER, /* first look: count what (a) saves */
+	SWEEP_POLL,   /* clear the bits of workers that moved */
+	SWEEP_SIGNAL, /* and signal those that did not */
+};
+
+/*
+ * Visit c's mask: drop the bit of every worker that does not have c
+ * installed, act on those that do. Returns how many still do. @signalled,
+ * if not NULL, collects the workers signalled in this round over several
+ * contexts, so each is signalled once.
+ */
+static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *signalled)
+{
+	struct lmm_domain *d = c->domain;
+	struct lmm_ctx *ctx = ctx_public(c);
+	unsigned holders = 0;
+
+	for (unsigned i = 0; i < d->mask_words; i++) {
+		/* Acquire pairs with the release bit clear in sd_switched_away. */
+		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_acquire);
+		while (bits) {
+			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
+			bits &= bits - 1;
+			/* Acquire pairs with the release publication in lmm_worker_online. */
+			struct lmm_worker *w = atomic_load_explicit(&d->workers[id], memory_order_acquire);
+			/*
+			 * Acquire pairs with the release store of active after
+			 * switch_ctx: a worker seen elsewhere is done with ctx.
+			 * No new install can race: the count is 0.
+			 */
+			if (!w || atomic_load_explicit(&w->active, memory_order_acquire) != ctx) {
+				mask_clear(c, id);
+				if (mode == SWEEP_FILTER)
+					stat_add(d, ST_SIGNALS_AVOIDED_PUBLISHED, 1);
+				continue;
+			}
+			holders++;
+			if (mode != SWEEP_SIGNAL)
+				continue;
+			unsigned long bit = 1ul << (id % BITS_PER_LONG);
+			if (signalled && (signalled[i] & bit)) {
+				stat_add(d, ST_SIGNALS_AVOIDED_BATCHED, 1);
+				continue;
+			}
+			if (signalled)
+				signalled[i] |= bit;
+			request(w);
+		}
+	}
+	return holders;
+}
+
+/*
+ * One signal round over the list @batch (linked through SD_NEXT): signal the
+ * holders, poll until none is left or @budget_ns passed, re-signalling the
+ * slow ones now and then. Releases every context that came free; returns the
+ * list of the others. Called with no lock held.
+ */
+static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch,
+				    unsigned long long budget_ns)
+{
+	unsigned long *signalled = NULL;
+	if (batch && next_of(batch))
+		signalled = lmm__calloc(d->mask_words, sizeof(*signalled)); /* NULL: no dedup */
+
+	unsigned long long now = lmm_plat_now_ns();
+	unsigned long long deadline = now + budget_ns;
+	unsigned long long resend_gap = SD_RESEND_FIRST_NS, resend_at = now;
+	unsigned long long nap = 1000;
+	struct ctx_impl *done = NULL;
+
+	for (;;) {
+		bool resend = now >= resend_at;
+		if (resend) {
+			if (signalled)
+				memset(signalled, 0, d->mask_words * sizeof(*signalled));
+			resend_at = now + resend_gap;
+			resend_gap *= 2;
+		}
+		struct ctx_impl *left = NULL, *c = batch;
+		while (c) {
+			struct ctx_impl *next = next_of(c);
+			if (sweep(c, resend ? SWEEP_SIGNAL : SWEEP_POLL, signalled)) {
+				set_next(c, left);
+				left = c;
+			} else {
+				set_next(c, done);
+				done = c;
+			}
+			c = next;
+		}
+		batch = left;
+		now = lmm_plat_now_ns();
+		if (!batch || now >= deadline)
+			break;
+		/* A signal for the caller itself (a worker) lands here too: EINTR is fine. */
+		lmm_plat_sleep_ns(nap);
+		if (nap < 1000000)
+			nap *= 2;
+		now = lmm_plat_now_ns();
+	}
+	free(signalled);
+	/* Seed 002: free runs under no lock of ours. */
+	while (done) {
+		struct ctx_impl *next = next_of(done);
+		lmm__ctx_release(ctx_public(done));
+		done = next;
+	}
+	return batch;
+}
+
+/* --- the reclaim thread --- */
+
+static void *reclaim_main(void *arg)
+{
+	struct lmm_domain *d = arg;
+	struct shootdown *sd = d->scheme_data;
+	unsigned long long pause = SD_RESEND_FIRST_NS;
+
+	pthread_mutex_lock(&sd->lock);
+	for (;;) {
+		while (!sd->head && !sd->stop)
+			pthread_cond_wait(&sd->cond, &sd->lock);
+		if (!sd->head)
+			break; /* stop: domain_fini runs with no context left */
+		struct ctx_impl *batch = sd->head;
+		sd->head = NULL;
+		sd->kicked = false;
+		pthread_mutex_unlock(&sd->lock);
+
+		batch = shoot_round(d, batch, SD_WAIT_NS);
+
+		pthread_mutex_lock(&sd->lock);
+		if (!batch) {
+			pause = SD_RESEND_FIRST_NS;
+			continue;
+		}
+		/* Put the stragglers back and pause, unless new work or a barrier came. */
+		struct ctx_impl *tail = batch;
+		while (next_of(tail))
+			tail = next_of(tail);
+		set_next(tail, sd->head);
+		sd->head = batch;
+		if (!sd->kicked && !sd->stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			unsigned long long ns = (unsigned long long)ts.tv_nsec + pause;
+			ts.tv_sec += (time_t)(ns / 1000000000ull);
+			ts.tv_nsec = (long)(ns % 1000000000ull);
+			pthread_cond_timedwait(&sd->cond, &sd->lock, &ts);
+		}
+		if (pause < SD_RETRY_MAX_NS)
+			pause *= 2;
+	}
+	pthread_mutex_unlock(&sd->lock);
+	return NULL;
+}
+
+/* Give @c to the reclaim thread. false if the thread cannot be started. */
+static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
+{
+	struct shootdown *sd = d->scheme_data;
+	bool ok = true;
+
+	pthread_mutex_lock(&sd->lock);
+	if (!sd->started) {
+		ok = pthread_create(&sd->thread, NULL, reclaim_main, d) == 0;
+		sd->started = ok;
+	}
+	if (ok) {
+		set_next(c, sd->head);
+		sd->head = c;
+		sd->kicked = true;
+		pthread_cond_signal(&sd->cond);
+	}
+	pthread_mutex_unlock(&sd->lock);
+	return ok;
+}
+
+static void sd_count_zero(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+	struct lmm_domain *d = c->domain;
+	struct lmm_worker *self = lmm__self;
+	bool self_stuck = false;
+
+	/* The common exit path: the last user was the worker that holds it lazily. */
+	if (self && self->domain == d &&
+	    atomic_load_explicit(&self->active, memory_order_relaxed) == ctx) { /* Relaxed: own state. */
+		/* Relaxed: own state. */
+		bool lazy = !atomic_load_explicit(&self->current, memory_order_relaxed);
+		if (!lazy && self->debug)
+			lmm__die("lmm_drop", "last reference to context %p dropped while it is current",
+				 (void *)ctx);
+		/* Relaxed: own state; inside a switch (a switch_ctx hook dropped it) we cannot move. */
+		if (lazy && atomic_load_explicit(&self->critical, memory_order_relaxed) == 0)
+			shoot_self(self);
+		else
+			self_stuck = true;
+	}
+
+	if (!sweep(c, SWEEP_FILTER, NULL)) {
+		lmm__ctx_release(ctx); /* nobody has it: no signal at all */
+		return;
+	}
+	stat_add(d, ST_SHOOTDOWNS, 1);
+	set_next(c, NULL);
+	if (d->cfg.flags & LMM_F_DEFER_FREE) {
+		/* The caller never waits: the reclaim thread batches the rounds (c). */
+		if (hand_off(d, c))
+			return;
+	} else if (self_stuck) {
+		/* Waiting on ourselves would only burn the bound. */
+		if (hand_off(d, c)) {
+			stat_add(d, ST_RECLAIM_HANDOFFS, 1);
+			return;
+		}
+	}
+	c = shoot_round(d, c, SD_WAIT_NS);
+	if (!c)
+		return;
+	stat_add(d, ST_RECLAIM_HANDOFFS, 1);
+	/* No thread to hand it to: keep trying here rather than free early. */
+	while (!hand_off(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
+		;
+}
+
+static void sd_barrier_kick(struct lmm_domain *d)
+{
+	struct shootdown *sd = d->scheme_data;
+
+	pthread_mutex_lock(&sd->lock);
+	if (sd->head) {
+		sd->kicked = true;
+		pthread_cond_signal(&sd->cond);
+	}
+	pthread_mutex_unlock(&sd->lock);
+}
+
+static int sd_domain_init(struct lmm_domain *d)
+{
+	struct shootdown *sd = lmm__calloc(1, sizeof(*sd));
+	if (!sd)
+		return -ENOMEM;
+	pthread_condattr_t attr;
+	int ret = pthread_condattr_init(&attr);
+	if (ret)
+		goto err_free;
+	ret = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	if (!ret)
+		ret = pthread_cond_init(&sd->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (ret)
+		goto err_free;
+	ret = pthread_mutex_init(&sd->lock, NULL);
+	if (ret) {
+		pthread_cond_destroy(&sd->cond);
+		goto err_free;
+	}
+	d->scheme_data = sd;
+	return 0;
+err_free:
+	free(sd);
+	return -ret;
+}
+
+static void sd_domain_fini(struct lmm_domain *d)
+{
+	struct shootdown *sd = d->scheme_data;
+
+	pthread_mutex_lock(&sd->lock);
+	sd->stop = true;
+	pthread_cond_signal(&sd->cond);
+	bool started = sd->started;
+	pthread_mutex_unlock(&sd->lock);
+	if (started)
+		pthread_join(sd->thread, NULL);
+	pthread_cond_destroy(&sd->cond);
+	pthread_mutex_destroy(&sd->lock);
+	free(sd);
+	d->scheme_data = NULL;
+}
+
+const struct lmm_scheme_ops lmm_scheme_shootdown = {
+	.id = LMM_SCHEME_SHOOTDOWN,
+	.uses_signals = true,
+	.domain_init = sd_domain_init,
+	.domain_fini = sd_domain_fini,
+	.switched_away = sd_switched_away,
+	.count_zero = sd_count_zero,
+	.barrier_kick = sd_barrier_kick,
+	.signal = sd_signal,
+};

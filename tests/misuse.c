@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Misuse: every contract violation we can detect gets an error code or an
+ * abort whose message names the call; never silent corruption. The abort
+ * cases run in a forked child with stderr on a pipe, so the test checks
+ * both the SIGABRT and the message. LMM_F_DEBUG's free-time check is proven
+ * by breaking the contract on purpose through the internal release (the
+ * static library exposes it): a context still installed, current or lazy.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include "rel_hooks.h"
+#include "internal.h"
+
+/* Run fn(arg) in a child; it must die of SIGABRT with `expect` in its stderr. */
+static void expect_abort(void (*fn)(void *), void *arg, const char *expect)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], 2);
+		fn(arg);
+		_exit(0); /* not reached if the library caught the misuse */
+	}
+	close(fds[1]);
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(buf) - 1 && (n = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = 0;
+	close(fds[0]);
+	int status = 0;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+		  "expected an abort naming \"%s\"; status %#x, stderr: %s", expect, status, buf);
+	cr_assert(strstr(buf, expect), "the abort message does not name \"%s\": %s", expect, buf);
+}
+
+/* ---------- counts below zero ---------- */
+
+static void put_below_zero(void *arg)
+{
+	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
+	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct rctx *a = rel_new(d);
+	lmm_grab(&a->ctx); /* keeps the struct alive: the users count itself goes negative */
+	lmm_put(&a->ctx);
+	lmm_put(&a->ctx);
+}
+
+static void drop_below_zero(void *arg)
+{
+	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
+	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct rctx *a = rel_new(d);
+	a->keep_memory = true; /* the second drop reads it: stay inside our memory */
+	lmm_put(&a->ctx);      /* users 0 -> the users' count reference goes -> freed */
+	lmm_barrier(d);
+	lmm_drop(&a->ctx);
+}
+
+static void get_after_last_put(void *arg)
+{
+	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
+	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct rctx *a = rel_new(d);
+	lmm_grab(&a->ctx);
+	lmm_put(&a->ctx);
+	lmm_get(&a->ctx);
+}
+
+REL_TEST(misuse, put_below_zero, .timeout = 30) { expect_abort(put_below_zero, &scheme, "lazymm: lmm_put:"); }
+REL_TEST(misuse, drop_below_zero, .timeout = 30) { expect_abort(drop_below_zero, &scheme, "lazymm: lmm_drop:"); }
+REL_TEST(misuse, get_after_last_put, .timeout = 30) { expect_abort(get_after_last_put, &scheme, "lazymm: lmm_get:"); }
+
+/* The same with Criterion's own signal check, for the plain form. */
+REL_TEST(misuse, put_below_zero_signal, .signal = SIGABRT)
+{
+	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct rctx *a = rel_new(d);
+	lmm_grab(&a->ctx);
+	lmm_put(&a->ctx);
+	lmm_put(&a->ctx);
+}
+
+/* ---------- a worker used from a thread that is not that worker ---------- */
+
+struct foreign {
+	enum lmm_scheme scheme;
+	struct lmm_domain *d;
+	struct lmm_worker *w;
+	atomic_int state; /* 1 online, 2 may leave */
+	pthread_t th;
+	void (*misuse)(struct foreign *f);
+};
+
+static void *foreign_worker_main(void *arg)
+{
+	struct foreign *f = arg;
+	if (lmm_worker_online(f->d, NULL, &f->w))
+		rel_fail("online failed");
+	atomic_store(&f->state, 1);
+	while (atomic_load(&f->state) != 2)
+		rel_nap_us(500);
+	return NULL;
+}
+
+static void foreign_child(void *arg)
+{
+	struct foreign *f = arg;
+	f->d = rel_domain(f->scheme, 0, 0);
+	atomic_init(&f->state, 0);
+	pthread_create(&f->th, NULL, foreign_worker_main, f);
+	while (atomic_load(&f->state) != 1)
+		rel_nap_us(200);
+	f->misuse(f);
+}
+
+static void foreign_switch(struct foreign *f)
+{
+	struct rctx *a = rel_new(f->d);
+	lmm_switch(f->w, &a->ctx);
+}
+
+static void foreign_unlazy(struct foreign *f)
+{
+	lmm_unlazy(f->w);
+}
+
+static void foreign_idle(struct foreign *f)
+{
+	lmm_idle_enter(f->w);
+}
+
+REL_TEST(misuse, switch_from_foreign_thread, .timeout = 30)
+{
+	struct foreign f = { .scheme = scheme, .misuse = foreign_switch };
+	expect_abort(foreign_child, &f, "lazymm: lmm_switch: worker");
+}
+
+REL_TEST(misuse, unlazy_from_foreign_thread, .timeout = 30)
+{
+	struct foreign f = { .scheme = scheme, .misuse = foreign_unlazy };
+	expect_abort(foreign_child, &f, "lazymm: lmm_unlazy: worker");
+}
+
+REL_TEST(misuse, idle_from_foreign_thread, .timeout = 30)
+{
+	struct foreign f = { .scheme = scheme, .misuse = foreign_idle };
+	expect_abort(foreign_child, &f, "lazymm: lmm_idle_enter: worker");
+}
+
+/* ---------- error codes ---------- */
+
+REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
+{
+	struct foreign f = { .scheme = scheme };
+	f.d = rel_domain(scheme, 0, 0);
+	atomic_init(&f.state, 0);
+	cr_assert_eq(pthread_create(&f.th, NULL, foreign_worker_main, &f), 0);
+	while (atomic_load(&f.state) != 1)
+		rel_nap_us(200);
+	cr_assert_eq(lmm_worker_offline(f.w), -EPERM, "offline from a thread that is not the worker");
+
+	struct lmm_worker *w = NULL;
+	cr_assert_eq(lmm_worker_online(f.d, NULL, &w), 0);
+	cr_assert_eq(lmm_worker_online(f.d, NULL, &w), -EEXIST);
+	struct rctx *a = rel_new(f.d);
+	lmm_switch(w, &a->ctx);
+	cr_assert_eq(lmm_worker_offline(w), -EBUSY, "offline while a context is current");
+	cr_assert_eq(lmm_active(w), &a->ctx, "the failed offline changed the worker");
+	lmm_switch(w, NULL);
+	cr_assert_eq(lmm_worker_offline(w), 0);
+	lmm_put(&a->ctx);
+	atomic_store(&f.state, 2);
+	cr_assert_eq(pthread_join(f.th, NULL), 0);
+	cr_assert_eq(lmm_barrier(f.d), 0);
+	cr_assert_eq(lmm_domain_destroy(f.d), 0);
+}
+
+REL_TEST(misuse, destroy_while_busy, .timeout = 30)
+{
+	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct lmm_worker *w = NULL;
+	cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
+	cr_assert_eq(lmm_domain_destroy(d), -EBUSY, "destroy with a worker online");
+	struct rctx *a = rel_new(d);
+	cr_assert_eq(lmm_worker_offline(w), 0);
+	cr_assert_eq(lmm_domain_destroy(d), -EBUSY, "destroy with a live context");
+	lmm_put(&a->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
+
+static atomic_int in_free_barrier, in_free_destroy;
+static struct lmm_domain *in_free_domain;
+
+static void barrier_in_free(struct lmm_ctx *c)
+{
+	(void)c;
+	atomic_store(&in_free_barrier, lmm_barrier(in_free_domain));
+	atomic_store(&in_free_destroy, lmm_domain_destroy(in_free_domain));
+}
+
+static void barrier_inside_free(enum lmm_scheme scheme, unsigned flags)
+{
+	struct lmm_domain *d = rel_domain(scheme, flags, 0);
+	in_free_domain = d;
+	rel_free_extra = barrier_in_free;
+	struct rctx *a = rel_new(d);
+	lmm_put(&a->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	rel_free_extra = NULL;
+	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(atomic_load(&in_free_barrier), -EDEADLK, "lmm_barrier inside free: %d",
+		     atomic_load(&in_free_barrier));
+	cr_assert_eq(atomic_load(&in_free_destroy), -EDEADLK);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
+
+REL_TEST(misuse, barrier_inside_free, .timeout = 30) { barrier_inside_free(scheme, 0); }
+REL_TEST(misuse, barrier_inside_deferred_free, .timeout = 30) { barrier_inside_free(scheme, LMM_F_DEFER_FREE); }
+
+REL_TEST(misuse, bad_config, .timeout = 30)
+{
+	struct lmm_config cfg = { .scheme = scheme, .ops = &rel_ops };
+	struct lmm_domain *d = NULL;
+	struct lmm_ops no_free = rel_ops;
+	no_free.free = NULL;
+	cfg.ops = &no_free;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
+	cfg.ops = &rel_ops;
+	cfg.flags = 0x80;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
+	cfg.flags = 0;
+	cfg.max_workers = LMM_MAX_WORKERS + 1;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
+	cfg.max_workers = 0;
+	cfg.scheme = (enum lmm_scheme)99;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
+	cfg.scheme = scheme;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	cr_assert_eq(lmm_ctx_init(d, lmm_init_ctx(d)), -EINVAL);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
+
+/* ---------- LMM_F_DEBUG catches a release while installed ---------- */
+
+struct early {
+	enum lmm_scheme scheme;
+	bool lazy;
+};
+
+/*
+ * A scheme that lets a free through too early, simulated by calling the
+ * core's release directly while the context is installed on worker 0 (the
+ * calling thread): current, or lazily held after the last user left.
+ */
+static void early_release(void *arg)
+{
+	struct early *e = arg;
+	struct lmm_domain *d = rel_domain(e->scheme, LMM_F_DEBUG, 0);
+	struct lmm_worker *w = NULL;
+	if (lmm_worker_online(d, NULL, &w) || lmm_worker_id(w) != 0)
+		rel_fail("online");
+	struct rctx *a = rel_new(d);
+	lmm_grab(&a->ctx); /* our own count reference: the count never reaches 0 by itself */
+	lmm_switch(w, &a->ctx);
+	if (e->lazy) {
+		lmm_switch(w, NULL);
+		lmm_put(&a->ctx);
+	}
+	lmm__ctx_release(&a->ctx);
+}
+
+REL_TEST(misuse, debug_catches_release_while_current, .timeout = 30)
+{
+	struct early e = { scheme, false };
+	expect_abort(early_release, &e, "is still installed on worker 0 (LMM_F_DEBUG)");
+}
+
+REL_TEST(misuse, debug_catches_release_while_lazy, .timeout = 30)
+{
+	struct early e = { scheme, true };
+	expect_abort(early_release, &e, "is still installed on worker 0 (LMM_F_DEBUG)");
+}
+
+/* Without the early release, the same steps are clean: the check has no false positive. */
+REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
+{
+	struct lmm_domain *d = rel_domain(scheme, LMM_F_DEBUG, 0);
+	struct lmm_worker *w = NULL;
+	cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
+	struct rctx *a = rel_new(d);
+	lmm_switch(w, &a->ctx);
+	lmm_switch(w, NULL);
+	lmm_put(&a->ctx);
+	lmm_unlazy(w);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(lmm_worker_offline(w), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
