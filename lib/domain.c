@@ -157,9 +157,12 @@ static void run_free(struct ctx_impl *c)
 	atomic_store_explicit(&c->state, CTX_FREED, memory_order_relaxed);
 	c->magic = 0; /* a later lmm_* call on it aborts instead of corrupting */
 	free(c->worker_mask);
+	struct ctx_impl *parent = lmm__freeing;
+	lmm__freeing = c;
 	lmm__in_free++;
 	d->ops.free(ctx_public(c));
 	lmm__in_free--;
+	lmm__freeing = parent;
 	stat_add(d, ST_FREES, 1);
 	/* Release pairs with lmm_barrier's acquire: the free's effects are done. */
 	atomic_fetch_sub_explicit(&d->free_inflight[epoch & 1], 1, memory_order_release);
@@ -190,6 +193,18 @@ void lmm__count_zero(struct ctx_impl *c)
 	struct lmm_domain *d = c->domain;
 	unsigned long e;
 
+	/*
+	 * Dropped by a free of the same domain: that free is registered and a
+	 * barrier waiting for it must wait for this one too, even if it flipped
+	 * the epoch meanwhile. Join the parent's bucket; it cannot drain before
+	 * the parent's free returns, which is after this registration.
+	 */
+	if (lmm__freeing && lmm__freeing->domain == d) {
+		e = lmm__freeing->free_epoch;
+		/* Relaxed: the parent's registration keeps the bucket non-zero; run_free releases. */
+		atomic_fetch_add_explicit(&d->free_inflight[e & 1], 1, memory_order_relaxed);
+		goto registered;
+	}
 	for (;;) {
 		/* Seq_cst with the re-check below and the flip in lmm_barrier: either
 		 * the barrier sees our registration, or we see its new epoch. */
@@ -199,6 +214,7 @@ void lmm__count_zero(struct ctx_impl *c)
 			break;
 		atomic_fetch_sub(&d->free_inflight[e & 1], 1);
 	}
+registered:
 	c->free_epoch = (unsigned char)(e & 1);
 	atomic_store_explicit(&c->state, CTX_DYING, memory_order_relaxed);
 	d->scheme->count_zero(ctx_public(c));

@@ -132,6 +132,8 @@ struct lmm_scheme_ops {
 	void (*switched_away)(struct lmm_worker *w, struct lmm_ctx *prev);
 	/* Optional. w's lazy hold on ctx ended after another context was installed (finish_task_switch). */
 	void (*lazy_release)(struct lmm_worker *w, struct lmm_ctx *ctx);
+	/* Optional: the end of every install (task to task, from lazy, unlazy); w holds no lazy context. */
+	void (*installed)(struct lmm_worker *w);
 	/* Optional: users reached 0; teardown ran; the users' count reference is still held. */
 	void (*users_zero)(struct lmm_ctx *ctx);
 	/* Count reached 0: call lmm__ctx_release(ctx) once no worker can have it installed. */
@@ -225,6 +227,8 @@ LMM_HIDDEN bool lmm__membarrier_fallback(void);
 LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
 LMM_HIDDEN extern __thread unsigned lmm__in_free __attribute__((tls_model("initial-exec")));
+/* The context whose free runs on this thread now (nested frees: the innermost). */
+LMM_HIDDEN extern __thread struct ctx_impl *lmm__freeing __attribute__((tls_model("initial-exec")));
 
 static inline void stat_add(struct lmm_domain *d, enum lmm_stat s, uint64_t n)
 {

@@ -173,7 +173,12 @@ static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 		/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first. */
 		lmm_drop(ctx);
 	}
-	/* Relaxed: a hint, as above. The lazy hold ended: a report is valid. */
+}
+
+/* After every install the worker holds no uncounted lazy context: a report is valid. */
+static void rcu_installed(struct lmm_worker *w)
+{
+	/* Relaxed: a hint, as in rcu_lazy_resume. */
 	if (unlikely(atomic_load_explicit(&w->slot[1], memory_order_relaxed)))
 		report_qs(w);
 }
@@ -399,21 +404,6 @@ static void rcu_count_zero(struct lmm_ctx *ctx)
 	struct ctx_impl *c = ctx_impl(ctx);
 	struct rcu_domain *rd = c->domain->scheme_data;
 
-	if (lmm__in_free && !is_rcu_worker(lmm__self)) {
-		/*
-		 * A free dropped the last count of another context: release it
-		 * before that free returns, so that an lmm_barrier waiting for
-		 * the first free also sees the second (contract test
-		 * free_drops_other). This thread is a reclaim or defer thread,
-		 * not an RCU reader: waiting here stalls nobody.
-		 */
-		/* Relaxed: gauges. */
-		atomic_fetch_add_explicit(&rd->backlog, 1, memory_order_relaxed);
-		wait_grace_period(rd);
-		atomic_fetch_sub_explicit(&rd->backlog, 1, memory_order_relaxed);
-		lmm__ctx_release(ctx);
-		return;
-	}
 	backpressure(rd);
 	c->scheme_data[0] = 0;
 	pthread_mutex_lock(&rd->lock);
@@ -599,6 +589,7 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.worker_offline = rcu_worker_offline,
 	.lazy_resume = rcu_lazy_resume,
 	.lazy_release = rcu_lazy_release,
+	.installed = rcu_installed,
 	.count_zero = rcu_count_zero,
 	.barrier_wait = rcu_barrier_wait,
 	.idle_enter = rcu_idle_enter,

@@ -35,6 +35,8 @@ static struct lmm_ctx *install(struct lmm_worker *w, struct lmm_ctx *next, bool 
 	wstat_inc(&w->stats.installs);
 	if (prev_lazy && w->scheme->lazy_release)
 		w->scheme->lazy_release(w, prev);
+	if (w->scheme->installed)
+		w->scheme->installed(w);
 	return prev;
 }
 

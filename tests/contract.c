@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -506,4 +507,42 @@ SCHEME_TEST_OPTS(get_after_last_put_aborts, .signal = SIGABRT, .timeout = 30)
 	lmm_grab(&a->ctx);
 	lmm_put(&a->ctx);
 	lmm_get(&a->ctx);
+}
+
+/*
+ * Regression: a free that drops another context's last reference after
+ * lmm_barrier flipped its epoch. The nested free is due before the barrier
+ * returns (it became due inside a free the barrier waits for), so it must be
+ * waited for too; it used to register in the new epoch and be missed.
+ */
+static atomic_int slow_frees;
+static void slow_free(struct lmm_ctx *c)
+{
+	struct timespec ts = { 0, 30 * 1000 * 1000 };
+	nanosleep(&ts, NULL); /* let the barrier flip and start waiting */
+	struct lmm_ctx *other = TCTX(c)->drop_on_free;
+	if (other)
+		lmm_drop(other);
+	atomic_fetch_add(&slow_frees, 1);
+	atomic_store(&TCTX(c)->frees, 1);
+}
+
+SCHEME_TEST(barrier_waits_for_frees_dropped_by_frees)
+{
+	struct lmm_ops ops = { .switch_ctx = nop_switch, .teardown = nop_teardown, .free = slow_free };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &ops, .flags = LMM_F_DEFER_FREE };
+	struct lmm_domain *d;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	struct tctx *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	cr_assert_eq(lmm_ctx_init(d, &a->ctx), 0);
+	cr_assert_eq(lmm_ctx_init(d, &b->ctx), 0);
+	lmm_grab(&b->ctx);
+	lmm_put(&b->ctx);
+	a->drop_on_free = &b->ctx;
+	lmm_put(&a->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(atomic_load(&slow_frees), 2, "b's free, due inside a's, ran before the barrier returned");
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+	free(b);
 }

@@ -335,3 +335,55 @@ Test(rcu_scheme, qsbr_reader_refused_as_worker, .timeout = 30)
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
+
+/*
+ * Regression: a worker that only ever switches task to task (never lazy,
+ * never idle) must still report quiescence at its switches, or every grace
+ * period waits for the stall nudge. The nudge delay is set far beyond the
+ * barrier's timeout, so a missing report shows as -ETIMEDOUT and a nudge.
+ */
+struct hopper {
+	struct lmm_domain *d;
+	struct lmm_ctx *a, *b;
+	atomic_bool ready, stop;
+};
+
+static void *hop_main(void *arg)
+{
+	struct hopper *h = arg;
+	struct lmm_worker *w = h_online(h->d);
+	lmm_switch(w, h->a);
+	atomic_store(&h->ready, true);
+	while (!atomic_load(&h->stop)) {
+		lmm_switch(w, h->b);
+		lmm_switch(w, h->a);
+	}
+	lmm_switch(w, NULL);
+	lmm_unlazy(w);
+	lmm_worker_offline(w);
+	return NULL;
+}
+
+Test(rcu_scheme, task_to_task_switches_report_quiescence, .timeout = 60)
+{
+	struct lmm_domain *d = rcu_domain(0, "60000", NULL);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false), *c = h_ctx(d, false);
+	struct hopper h = { .d = d, .a = &a->ctx, .b = &b->ctx };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, hop_main, &h), 0);
+	while (!atomic_load(&h.ready))
+		nap_ms(1);
+	lmm_put(&c->ctx); /* needs a grace period, so the hopper must report */
+	cr_assert_eq(lmm_barrier(d), 0, "the grace period ended without a nudge");
+	cr_assert_eq(atomic_load(&c->frees), 1);
+	cr_assert_eq(stats_of(d).rcu_nudges, 0);
+	atomic_store(&h.stop, true);
+	pthread_join(t, NULL);
+	lmm_put(&a->ctx);
+	lmm_put(&b->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+	free(b);
+	free(c);
+}
