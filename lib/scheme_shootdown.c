@@ -39,10 +39,11 @@ enum {
 	SD_REQ,      /* requests for a signal: tickets, taken by droppers */
 	SD_SENT,     /* the highest ticket a signal was (or is being) sent after */
 	SD_SHOOTING, /* owner only: this unlazy is the scheme's own (no (b) count) */
+	SD_SEEN,     /* the request ticket the last completed handler run had seen */
 };
 
-/* Context word: the reclaim list link. */
-enum { SD_NEXT };
+/* Context words: the reclaim list link; whether a round signalled its holders yet. */
+enum { SD_NEXT, SD_SIGNALLED };
 
 struct shootdown {
 	pthread_mutex_t lock; /* guards the fields below; never held across a free */
@@ -126,13 +127,14 @@ static void sd_signal(struct lmm_worker *w)
 	 * whose dropper asked before the ticket we read is seen DYING below.
 	 * A ticket we do not see yet comes with a signal of its own, later.
 	 */
-	(void)atomic_load_explicit(&w->scheme_cold[SD_REQ], memory_order_acquire);
+	uintptr_t seen = atomic_load_explicit(&w->scheme_cold[SD_REQ], memory_order_acquire);
 	/* Relaxed: own state (we are not inside a switch: see critical). */
 	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
-	if (ctx_is_init(active) || atomic_load_explicit(&w->current, memory_order_relaxed))
-		return;
-	if (ctx_dying(active))
+	if (!ctx_is_init(active) && !atomic_load_explicit(&w->current, memory_order_relaxed) &&
+	    ctx_dying(active))
 		shoot_self(w);
+	/* Relaxed: only a hint for resend(); a stale value just delays a resend. */
+	atomic_store_explicit(&w->scheme_cold[SD_SEEN], seen, memory_order_relaxed);
 }
 
 /* --- the dropper side --- */
@@ -152,14 +154,36 @@ static void request(struct lmm_worker *w)
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&w->scheme_cold[SD_SENT], &sent, ticket,
 						       memory_order_relaxed, memory_order_relaxed));
-	/* False when w went offline meanwhile: it left every context first (seed 000). */
-	lmm__signal_worker(w);
+	/*
+	 * False when w went offline meanwhile (it left every context first,
+	 * seed 000), or if the send failed: then let the next resend send.
+	 */
+	if (!lmm__signal_worker(w))
+		/* Relaxed: a hint, see resend(). */
+		atomic_store_explicit(&w->scheme_cold[SD_SEEN], ticket, memory_order_relaxed);
+}
+
+/*
+ * A holder that has not moved after a while: signal again only if the last
+ * signal sent to it was already handled. One still pending (blocked, or the
+ * thread not scheduled yet) will act when it runs: it was sent after our
+ * first request, so its handler sees our context dying. At most one signal
+ * per holder, however slow it is.
+ */
+static void resend(struct lmm_worker *w)
+{
+	/* Relaxed: hints; the worst a stale value does is delay the resend a round. */
+	uintptr_t sent = atomic_load_explicit(&w->scheme_cold[SD_SENT], memory_order_relaxed);
+	if (atomic_load_explicit(&w->scheme_cold[SD_SEEN], memory_order_relaxed) < sent)
+		return;
+	request(w);
 }
 
 enum sweep_mode {
 	SWEEP_FILTER, /* first look: count what (a) saves */
 	SWEEP_POLL,   /* clear the bits of workers that moved */
 	SWEEP_SIGNAL, /* and signal those that did not */
+	SWEEP_RESEND, /* and signal again those whose last signal was handled */
 };
 
 /*
@@ -194,7 +218,7 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 				continue;
 			}
 			holders++;
-			if (mode != SWEEP_SIGNAL)
+			if (mode == SWEEP_POLL || mode == SWEEP_FILTER)
 				continue;
 			unsigned long bit = 1ul << (id % BITS_PER_LONG);
 			if (signalled && (signalled[i] & bit)) {
@@ -203,7 +227,10 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 			}
 			if (signalled)
 				signalled[i] |= bit;
-			request(w);
+			if (mode == SWEEP_RESEND)
+				resend(w);
+			else
+				request(w);
 		}
 	}
 	return holders;
@@ -239,7 +266,11 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 		struct ctx_impl *left = NULL, *c = batch;
 		while (c) {
 			struct ctx_impl *next = next_of(c);
-			if (sweep(c, resend ? SWEEP_SIGNAL : SWEEP_POLL, signalled)) {
+			/* The list is ours alone: plain word, no atomics needed. */
+			enum sweep_mode mode = !resend ? SWEEP_POLL
+					     : c->scheme_data[SD_SIGNALLED] ? SWEEP_RESEND : SWEEP_SIGNAL;
+			c->scheme_data[SD_SIGNALLED] |= resend;
+			if (sweep(c, mode, signalled)) {
 				set_next(c, left);
 				left = c;
 			} else {

@@ -415,6 +415,9 @@ Test(shootdown, blocked_signal_reclaims_later, .timeout = 30)
 	cr_assert_eq(lmm_barrier(d), 0);
 	cr_assert_eq(atomic_load(&a->frees), 1);
 	cr_assert_eq(stats_of(d).signals_avoided_selfclear, 0, "the signal moved it, not the worker");
+	/* A blocked signal stays pending: resending it would add nothing (at most one per holder). */
+	cr_assert_eq(stats_of(d).signals_sent, 1, "sent %llu signals to one holder",
+		     (unsigned long long)stats_of(d).signals_sent);
 	atomic_store(&b.step, 3);
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);

@@ -15,7 +15,7 @@
  * itself), unlazy, and finally go offline and exit.
  *
  * Checked (spin -a; pan -DSAFETY, exhaustive):
- *   - switch_ctx never installs or leaves a freed context (assert in SWITCH_CTX);
+ *   - switch_ctx never installs or leaves a freed context (asserts in INSTALL);
  *   - free never runs while a worker has the context installed, never twice
  *     (assert in RELEASE);
  *   - no deadlock: every process reaches its end (invalid end states), so a
@@ -66,38 +66,37 @@ byte done;
 /* A step of thread me: its handler, when running, holds the thread (h: 0 thread, 1 handler). */
 #define W(s) atomic { (inh[me] == h) -> s }
 
-/* ops.switch_ctx: the application's hook (tests/lmm-torture.c t_switch_ctx). */
-inline SWITCH_CTX(prev, next)
+/*
+ * switch.c install() (lines 20-39), with shootdown's hooks, as ONE step:
+ * mask_set (line 26), switch_ctx (27), switched_away = sd_switched_away
+ * (29; scheme_shootdown.c 101-121: release store of active, then (b) the
+ * release clear of our bit) and the release store of active (34). Every
+ * order among these is safe for a dropper of prev (it sees prev still
+ * active and waits, or sees it gone after switch_ctx left it) and no new
+ * install of a context with count 0 is possible, so coarsening them keeps
+ * the races that matter: those with the signal handler (critical) and with
+ * the dropper's sweep/poll, which interleave between switch steps.
+ * lazy_release = sd_nothing (line 37).
+ */
+inline INSTALL(next, prev_lazy)
 {
-	W(assert(prev == INIT || state[prev] != FREED);
+	W(prev = act[me];
+	  assert(prev == INIT || state[prev] != FREED);   /* the switch_ctx hook's checks */
 	  assert(next == INIT || state[next] != FREED);
+	  if
+	  :: next != INIT -> mask[next] = mask[next] | BIT(me); installed[next]++
+	  :: else
+	  fi;
 	  if
 	  :: prev != INIT -> installed[prev]--
 	  :: else
 	  fi;
 	  if
-	  :: next != INIT -> installed[next]++
+	  :: prev_lazy && state[prev] == DYING -> mask[prev] = mask[prev] & ~BIT(me)
 	  :: else
-	  fi)
-}
-
-/* switch.c install() (lines 20-39), with shootdown's hooks. */
-inline INSTALL(next, prev_lazy)
-{
-	prev = act[me];
-	if                                           /* install: mask_set (line 26) */
-	:: next != INIT -> W(mask[next] = mask[next] | BIT(me))
-	:: else
-	fi;
-	SWITCH_CTX(prev, next);                      /* line 27 */
-	if                                           /* switched_away (line 29) = sd_switched_away (101-121) */
-	:: prev_lazy && state[prev] == DYING ->
-		W(act[me] = next);                /* its release store of active (line 113) */
-		W(mask[prev] = mask[prev] & ~BIT(me)) /* (b): its release bit clear (line 116) */
-	:: else
-	fi;
-	W(act[me] = next)                         /* release store of active (line 34) */
-	/* lazy_release = sd_nothing (line 37) */
+	  fi;
+	  act[me] = next;
+	  prev = 0)
 }
 
 /* sd_signal (scheme_shootdown.c 128-142): lazy on a dying context -> shoot_self -> lmm__unlazy. */
@@ -117,8 +116,7 @@ inline SD_SIGNAL()
 inline DEFERRED()
 {
 	do
-	:: W(critical[me] = 1);
-	   W(pending[me] = 0);
+	:: W(critical[me] = 1; pending[me] = 0);    /* lines 29-32 */
 	   SD_SIGNAL();
 	   W(critical[me] = 0);
 	   if
@@ -150,16 +148,16 @@ inline CRIT_EXIT()
 /* lmm_switch (switch.c 58-92); next == 0 means NULL (a context-less task). */
 inline SWITCH(next)
 {
-	W(critical[me]++);                           /* critical_enter (line 64) */
+	/* critical_enter (line 64) with the change of current: the handler lands before or after */
 	if
 	:: next == 0 ->
-		W(current[me] = 0)                   /* lines 66-74; lazy_enter = sd_nothing */
+		W(critical[me]++; current[me] = 0)   /* lines 66-74; lazy_enter = sd_nothing */
 	:: next != 0 && next == act[me] ->
-		W(current[me] = next)                /* the lazy hit, lines 75-83 */
+		W(critical[me]++; current[me] = next) /* the lazy hit, lines 75-83 */
 	:: next != 0 && next != act[me] ->
-		lazy = (current[me] == 0 && act[me] != INIT);
-		W(current[me] = next);               /* line 87 */
-		INSTALL(next, lazy)                  /* line 89 */
+		W(critical[me]++; lazy = (current[me] == 0 && act[me] != INIT); current[me] = next); /* line 87 */
+		INSTALL(next, lazy);                 /* line 89 */
+		lazy = 0
 	fi;
 	CRIT_EXIT()                                  /* line 91 */
 }
@@ -195,7 +193,7 @@ inline COUNT_ZERO(c)
 		  :: else
 		  fi);
 		i++
-	:: else -> break
+	:: else -> i = 0; break
 	od;
 	/*
 	 * The poll (SWEEP_POLL, lines 237-266): until no worker in the mask has c
@@ -263,18 +261,23 @@ proctype Worker(byte me)
 		:: ref ->
 			SWITCH(c);                   /* a task of c */
 			SWITCH(0);                   /* a context-less task: lazy on c */
-			if
-			:: SWITCH(0)                 /* another context-less task (a switch that changes nothing) */
-			:: skip
-			fi;
 			DROP(c)                      /* maybe the last reference, while lazy on it */
 		:: else
 		fi;
-		if
-		:: UNLAZY()
-		:: skip
-		fi
+		c = 0; ref = 0; dropped = 0
 	}
+	/*
+	 * Maybe idle lazily (the common case: only a signal moves it) until
+	 * there is nothing left to free; or go offline at once (races the drops).
+	 */
+	if
+	:: SWITCH(0)      /* another context-less task first, while still lazy (seed 004's window) */
+	:: skip
+	fi;
+	if
+	:: W(state[1] == FREED && state[2] == FREED)
+	:: skip
+	fi;
 	/* do_offline (worker.c 128-151) */
 #ifdef BUG_000
 	W(mask[1] = mask[1] & ~BIT(me); mask[2] = mask[2] & ~BIT(me));

@@ -8,7 +8,10 @@
  *
  * Options: --jobs=N (-jN), --filter=GLOB (matched against "suite/name"),
  * --verbose, --list. CRITERION_SHIM_TIMEOUT_SCALE=F multiplies every test's
- * timeout (slow emulators and sanitizers).
+ * timeout (slow emulators and sanitizers). CRITERION_SHIM_SELFTEST=1 is for
+ * selftest.c: each test's name says its verdict (pass_, fail_, skip_), and
+ * the run succeeds iff every verdict matches (checked here, in the program,
+ * so that it also works through a cross build's exe_wrapper).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -33,6 +36,8 @@ enum outcome { OUT_NONE, OUT_RUNNING, OUT_PASSED, OUT_FAILED, OUT_SKIPPED };
 static struct shim_test *tests;
 static struct shim_suite *suites;
 static unsigned ntests;
+static bool selftest;
+static unsigned selftest_mismatches;
 
 /* In a child: its own slot of the shared outcome page, and its test. */
 static volatile int *my_outcome;
@@ -256,6 +261,15 @@ static void dump_output(FILE *f)
 	fclose(f);
 }
 
+static void note_selftest(const struct shim_test *t, int verdict)
+{
+	static const char *const want[] = { "pass_", "fail_", "skip_" };
+	if (strncmp(t->name, want[verdict], 5)) {
+		printf("selftest: %s::%s got the wrong verdict\n", t->suite, t->name);
+		selftest_mismatches++;
+	}
+}
+
 /* Returns 0 passed, 1 failed, 2 skipped, and prints the verdict. */
 static int judge(struct run *r, int status, int outcome, bool verbose)
 {
@@ -295,6 +309,8 @@ static int judge(struct run *r, int status, int outcome, bool verbose)
 			 WEXITSTATUS(status));
 	}
 	static const char *const tag[] = { "PASS", "FAIL", "SKIP" };
+	if (selftest)
+		note_selftest(t, verdict);
 	printf("[%s] %s::%s (%.2fs)%s%s\n", tag[verdict], t->suite, t->name, now_s() - r->start,
 	       why[0] ? ": " : "", why);
 	if (verdict == 1 || verbose) {
@@ -344,6 +360,7 @@ int main(int argc, char **argv)
 	}
 	if (jobs < 1)
 		jobs = 1;
+	selftest = getenv("CRITERION_SHIM_SELFTEST") != NULL;
 	double scale = 1;
 	const char *s = getenv("CRITERION_SHIM_TIMEOUT_SCALE");
 	if (s && atof(s) > 0)
@@ -382,6 +399,8 @@ int main(int argc, char **argv)
 			apply_suite(r->t);
 			if (r->t->data.disabled) {
 				printf("[SKIP] %s::%s: disabled\n", r->t->suite, r->t->name);
+				if (selftest)
+					note_selftest(r->t, 2);
 				skipped++;
 				continue;
 			}
@@ -437,5 +456,14 @@ int main(int argc, char **argv)
 	}
 	printf("%u tests in %.1fs\n%u passed, %u failed, %u skipped\n", n, now_s() - t0, passed,
 	       failedn, skipped);
+	if (selftest) {
+		if (selftest_mismatches || passed != 6 || failedn != 11 || skipped != 2) {
+			printf("selftest: FAILED (%u wrong verdicts; want 6 passed, 11 failed, 2 skipped)\n",
+			       selftest_mismatches);
+			return 1;
+		}
+		printf("selftest: every verdict as named\n");
+		return 0;
+	}
 	return failedn ? 1 : 0;
 }

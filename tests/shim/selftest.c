@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The shim's own test: every test's name says the verdict the runner must
- * give it (pass_, fail_, skip_); selftest.sh checks each verdict and the
- * closing counts. Run only in -Dcriterion_shim=true builds.
+ * give it (pass_, fail_, skip_); with CRITERION_SHIM_SELFTEST=1 the runner
+ * checks each verdict and the counts (criterion.c). Built only with
+ * -Dcriterion_shim=true.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
