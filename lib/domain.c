@@ -132,9 +132,21 @@ static void debug_check_worker(struct lmm_worker *w, void *arg)
 	 * a worker that switched away before the scheme let this free through
 	 * shows its new context here.
 	 */
-	if (atomic_load_explicit(&w->active, memory_order_acquire) == s->ctx)
-		lmm__die("free", "context %p is still installed on worker %u (LMM_F_DEBUG)",
-			 (void *)s->ctx, w->id);
+	if (atomic_load_explicit(&w->active, memory_order_acquire) != s->ctx)
+		return;
+	/*
+	 * A worker may be between its last touch of the context and the store
+	 * of its new active (shootdown's self-clear). That takes instructions,
+	 * not milliseconds: give it 50 ms before calling it a violation.
+	 */
+	unsigned long long deadline = lmm_plat_now_ns() + 50000000ull;
+	/* Acquire: as above. */
+	while (atomic_load_explicit(&w->active, memory_order_acquire) == s->ctx) {
+		if (lmm_plat_now_ns() > deadline)
+			lmm__die("free", "context %p is still installed on worker %u (LMM_F_DEBUG)",
+				 (void *)s->ctx, w->id);
+		lmm_plat_sleep_ns(100000);
+	}
 }
 
 static void debug_check_free(struct lmm_domain *d, struct ctx_impl *c)
@@ -164,10 +176,12 @@ static void run_free(struct ctx_impl *c)
 	lmm__in_free--;
 	lmm__freeing = parent;
 	stat_add(d, ST_FREES, 1);
-	/* Release pairs with lmm_barrier's acquire: the free's effects are done. */
-	atomic_fetch_sub_explicit(&d->free_inflight[epoch & 1], 1, memory_order_release);
-	/* Release pairs with lmm_domain_destroy: our last access to d is above. */
+	/* Release pairs with lmm_domain_destroy's acquire. Before the bucket, so that
+	 * a barrier that saw the bucket drain also sees the context gone. */
 	atomic_fetch_sub_explicit(&d->contexts_live, 1, memory_order_release);
+	/* Release pairs with lmm_barrier's and lmm_domain_destroy's acquire: the
+	 * free's effects are done. Our last access to d. */
+	atomic_fetch_sub_explicit(&d->free_inflight[epoch & 1], 1, memory_order_release);
 }
 
 /* A scheme says: no worker can have ctx installed any more. */
@@ -390,8 +404,10 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	pthread_mutex_lock(&d->lock);
 	bool busy = d->online > 0;
 	pthread_mutex_unlock(&d->lock);
-	/* Acquire pairs with run_free's release: no free still touches d. */
-	if (busy || atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0)
+	/* Acquire pairs with run_free's releases: no free still touches d. */
+	if (busy || atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0 ||
+	    atomic_load_explicit(&d->free_inflight[0], memory_order_acquire) != 0 ||
+	    atomic_load_explicit(&d->free_inflight[1], memory_order_acquire) != 0)
 		return -EBUSY;
 
 	if (d->scheme->domain_fini)

@@ -98,17 +98,16 @@ static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
 {
 	if (!ctx_dying(prev))
 		return;
-	/* Relaxed: own state. The context being installed is current, or init (unlazy). */
-	struct lmm_ctx *cur = atomic_load_explicit(&w->current, memory_order_relaxed);
 	/*
-	 * Publish the new active before the bit goes: once the bit is clear the
-	 * context may be freed at once, and the LMM_F_DEBUG check must not see
-	 * it still active here. Release pairs with the dropper's acquire of
-	 * active (sweep). The core stores the same value again right after.
+	 * Clear the bit before the core publishes the new active: once a
+	 * dropper sees active move it may free prev, mask included, so this
+	 * must be our last touch of prev. switch_ctx is done with prev; after
+	 * this the core only stores active. Release pairs with sweep's acquire
+	 * of the word: switch_ctx's last use of prev happens before the free.
+	 * (LMM_F_DEBUG's check tolerates the few instructions until active is
+	 * stored: see debug_check_worker.)
 	 */
-	atomic_store_explicit(&w->active, cur ? cur : w->init, memory_order_release);
 	_Atomic(unsigned long) *word = &ctx_impl(prev)->worker_mask[w->id / BITS_PER_LONG];
-	/* Release: pairs with sweep's acquire of the word: switch_ctx is done with prev before free. */
 	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
 	/* Relaxed: owner-only flag. */
 	if (!atomic_load_explicit(&w->scheme_cold[SD_SHOOTING], memory_order_relaxed))

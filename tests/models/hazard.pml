@@ -308,8 +308,8 @@ proctype Worker(byte me)
 		:: c = 2
 		fi;
 		if
-		:: W(if :: users[c] > 0 -> users[c]++; ref = 1 :: else fi) /* lmm_get_not_zero */
-		:: W(if :: users[c] > 0 -> count[c]++; ref = 2 :: else fi) /* lmm_grab: a service worker */
+		:: true -> W(if :: users[c] > 0 -> users[c]++; ref = 1 :: else fi) /* lmm_get_not_zero */
+		:: true -> W(if :: users[c] > 0 -> count[c]++; ref = 2 :: else fi) /* lmm_grab: a service worker */
 		fi;
 		if
 		:: ref != 0 ->
