@@ -172,7 +172,7 @@ LMM_PUBLIC int lmm_worker_offline(struct lmm_worker *w);
 LMM_PUBLIC void *lmm_worker_data(const struct lmm_worker *w);
 /* A small integer, unique among the domain's online workers; reused after offline. */
 LMM_PUBLIC unsigned lmm_worker_id(const struct lmm_worker *w);
-/* The calling thread's worker, or NULL. */
+/* The calling thread's worker, or NULL. A migrating green task re-reads it after every yield. */
 LMM_PUBLIC struct lmm_worker *lmm_worker_self(void);
 /* Bracket every sleep of the worker's idle loop. Cheap no-ops for schemes that need nothing. */
 LMM_PUBLIC void lmm_idle_enter(struct lmm_worker *w);
@@ -184,7 +184,11 @@ LMM_PUBLIC void lmm_idle_exit(struct lmm_worker *w);
 LMM_PUBLIC int lmm_ctx_init(struct lmm_domain *d, struct lmm_ctx *ctx);
 /* The domain @ctx belongs to. */
 LMM_PUBLIC struct lmm_domain *lmm_ctx_domain(const struct lmm_ctx *ctx);
-/* Users (mmget/mmput). The last put runs teardown, then drops the users' count reference. */
+/*
+ * Users (mmget/mmput). The last put runs teardown, then drops the users'
+ * count reference. A task leaving for good switches away first
+ * (lmm_switch(w, NULL), the kernel's exit_mm), then puts.
+ */
 LMM_PUBLIC void lmm_get(struct lmm_ctx *ctx);
 /* Take a users reference unless users already reached 0 (mmget_not_zero). */
 LMM_PUBLIC bool lmm_get_not_zero(struct lmm_ctx *ctx);
@@ -199,7 +203,9 @@ LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
  * Make @next the context of the task @w runs (the caller holds a users or
  * count reference on it while it is current). NULL: a context-less task; the
  * active context stays installed lazily. Switching to the installed context
- * (the lazy hit) calls nothing.
+ * (the lazy hit) calls nothing. From a context-less task, lmm_switch(w, ctx)
+ * ... lmm_switch(w, NULL) adopts ctx for a while (kthread_use_mm); take a
+ * users reference first (lmm_get_not_zero if you hold only a count one).
  */
 LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
 /* A lazy worker switches to init now and drops its lazy hold. No-op otherwise. */
@@ -238,7 +244,10 @@ LMM_PUBLIC const char *lmm_scheme_name(enum lmm_scheme s);
 LMM_PUBLIC int lmm_scheme_parse(const char *name, enum lmm_scheme *out);
 /* Whether @s is built into this library. */
 LMM_PUBLIC bool lmm_scheme_available(enum lmm_scheme s);
-/* The signal a domain uses when cfg.signo is 0. */
+/*
+ * The signal a domain uses when cfg.signo is 0 (shootdown, rcu, and the
+ * lmm_membarrier fallback). Worker threads must not block it.
+ */
 LMM_PUBLIC int lmm_default_signo(void);
 
 #ifdef __cplusplus

@@ -100,6 +100,13 @@ static void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 * that sees the slot empty needs nothing more from us.
 	 */
 	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_relaxed);
+	/*
+	 * Store->load: the slot cleared above before drain's peek at the drop
+	 * slot. Pairs with the heavy fence before reclaim_stale(): either we
+	 * see a late hand-off and drop it, or the converter sees us gone and
+	 * takes it back.
+	 */
+	lmm_plat_light_fence();
 	if (unlikely(lazy & LAZY_OWNED))
 		/* Not the last reference (the task holds one): relaxed, like refcount's resume. */
 		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
@@ -115,6 +122,8 @@ static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 * whose acquire load sees the slot move on and then lets ctx go.
 	 */
 	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_release);
+	/* Store->load, as in hazard_lazy_resume: pairs with the heavy fence before reclaim_stale(). */
+	lmm_plat_light_fence();
 	if (lazy & LAZY_OWNED)
 		lmm_drop(ctx); /* its release orders our last use before the free */
 	drain(w);
@@ -189,30 +198,6 @@ static void dispose(struct conversion *cv, uintptr_t v)
  * hazard_lazy_enter), and the acquire of the load pairs with the release
  * stores of the lazy slot, so w's last use of v happens before our drop.
  */
-/*
- * We just left our reference on cv->ctx in w's empty drop slot. If w ended
- * its lazy period before that (it drains when the period ends, and may not
- * end another for a long time, or ever), take it back so that the context
- * is not kept past its last real holder. Either w's drain is after our RMW
- * in the slot's order and w drops the reference, or it is before: then its
- * release store ending the period happens before the load below, which sees
- * it (or later) and we take the reference back. No ABA on the compare:
- * cv->ctx cannot be freed while we run (the users' reference), so no other
- * reference can carry its address into this slot.
- */
-static void take_back_if_late(struct conversion *cv, struct lmm_worker *w)
-{
-	uintptr_t mine = (uintptr_t)cv->ctx;
-	/* Acquire: pairs with the release store that ended w's lazy period. */
-	if (atomic_load_explicit(&w->slot[LAZY], memory_order_acquire) == mine)
-		return;
-	/* Acq_rel like every change of the drop slot (see hand_over). */
-	if (atomic_compare_exchange_strong_explicit(&w->slot[DROP], &mine, 0,
-						    memory_order_acq_rel, memory_order_relaxed))
-		dispose(cv, (uintptr_t)cv->ctx);
-	/* else w (or a converter that stole it) already took it */
-}
-
 static void hand_over(struct conversion *cv, struct lmm_worker *w)
 {
 	uintptr_t held = (uintptr_t)cv->ctx;
@@ -241,11 +226,8 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 		if (!atomic_compare_exchange_weak_explicit(&w->slot[DROP], &cur, held,
 							   memory_order_acq_rel, memory_order_acquire))
 			continue;
-		if (!cur) {
-			if (held == (uintptr_t)cv->ctx)
-				take_back_if_late(cv, w);
-			return; /* handed; w drops it when its lazy period ends */
-		}
+		if (!cur)
+			return; /* handed; w drops it when its lazy period ends (or reclaim_stale takes it back) */
 		/* We own cur now. Acquire: pairs with the lazy slot's release stores. */
 		uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
 		if (lazy != cur) {
@@ -282,6 +264,35 @@ static void convert_worker(struct lmm_worker *w, void *arg)
 	hand_over(cv, w);
 }
 
+/*
+ * After the hand-offs: a reference left in the drop slot of a worker that is
+ * no longer lazy on its context may never be drained (the worker drains
+ * only when a lazy period ends, and may not start another for a long time).
+ * Take it back. The heavy fence before this pass pairs with the light fence
+ * between a worker's clearing of its lazy slot and its peek at the drop slot
+ * (Dekker, made asymmetric): either the worker's peek sees the reference and
+ * drains it, or our load below sees the lazy slot cleared. Both may happen;
+ * the drop slot's RMWs decide who owns the reference. A worker that starts a
+ * new lazy period on that context meanwhile does not need it: users are 0,
+ * so it holds its own reference (hazard_lazy_enter).
+ */
+static void reclaim_stale(struct lmm_worker *w, void *arg)
+{
+	struct conversion *cv = arg;
+	/* Acquire: pairs with the acq_rel RMW that left the reference there. */
+	uintptr_t v = atomic_load_explicit(&w->slot[DROP], memory_order_acquire);
+	if (!v || v == DROP_CLOSED)
+		return;
+	/* Acquire: pairs with the release store that ended w's lazy period on v. */
+	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
+	if (slot_ctx(lazy) == slot_ctx(v))
+		return;
+	/* Acq_rel like every change of the drop slot (see hand_over). */
+	if (atomic_compare_exchange_strong_explicit(&w->slot[DROP], &v, 0, memory_order_acq_rel,
+						    memory_order_relaxed))
+		dispose(cv, v);
+}
+
 static void hazard_users_zero(struct lmm_ctx *ctx)
 {
 	struct ctx_impl *c = ctx_impl(ctx);
@@ -295,6 +306,11 @@ static void hazard_users_zero(struct lmm_ctx *ctx)
 	 */
 	lmm_plat_heavy_fence();
 	unsigned scanned = lmm__mask_for_each(c, convert_worker, &cv);
+	if (cv.handed) {
+		/* Store->load: our hand-offs before the lazy slots are read again (reclaim_stale). */
+		lmm_plat_heavy_fence();
+		lmm__mask_for_each(c, reclaim_stale, &cv);
+	}
 	if (cv.spare)
 		/*
 		 * The second and last RMW. Relaxed: cannot reach 0 (the users'

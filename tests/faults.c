@@ -290,6 +290,14 @@ static int child_uses_new_domain(enum lmm_scheme scheme)
 
 REL_TEST(faults, fork_with_online_workers, .timeout = 60)
 {
+	if (scheme == LMM_SCHEME_RCU)
+		/*
+		 * Known limitation (docs/reliability.md): liburcu's QSBR registry
+		 * in the child still lists the parent's online workers, threads
+		 * that do not exist there, so no grace period, hence no free of
+		 * the child's new rcu domain, ever ends (lmm_barrier: -ETIMEDOUT).
+		 */
+		cr_skip_test("rcu: a fork child cannot complete grace periods while the parent had online workers");
 	struct lmm_domain *d = rel_domain(scheme, 0, 5000);
 	struct rctx *a = rel_new(d);
 	struct lazy_thread l[2];
@@ -330,12 +338,15 @@ static void app_domain_sig_handler(int sig)
 	atomic_fetch_add(&app_domain_sig, 1);
 }
 
+/* Not SIGUSR2: that is the domain's own default where realtime signals are missing. */
+#define WAITED_SIGNAL SIGWINCH
+
 static void *sigwaiter_main(void *arg)
 {
 	sigset_t *set = arg;
 	int sig = 0;
-	if (sigwait(set, &sig) || sig != SIGUSR2)
-		rel_fail("sigwait did not return SIGUSR2");
+	if (sigwait(set, &sig) || sig != WAITED_SIGNAL)
+		rel_fail("sigwait did not return the waited signal");
 	return NULL;
 }
 
@@ -350,7 +361,7 @@ static void *plain_thread_main(void *arg)
 REL_TEST(faults, signals_coexist, .timeout = 60)
 {
 	int signo = lmm_default_signo();
-	cr_assert(signo != SIGUSR1 && signo != SIGUSR2);
+	cr_assert(signo != SIGUSR1 && signo != WAITED_SIGNAL);
 
 	/* The application's handlers, installed before the domain: no SA_RESTART on ours. */
 	struct sigaction sa, old_usr1, old_dom, now;
@@ -361,10 +372,10 @@ REL_TEST(faults, signals_coexist, .timeout = 60)
 	sa.sa_handler = app_domain_sig_handler;
 	cr_assert_eq(sigaction(signo, &sa, &old_dom), 0);
 
-	/* SIGUSR2 goes to a sigwait thread: blocked everywhere (threads inherit the mask). */
+	/* WAITED_SIGNAL goes to a sigwait thread: blocked everywhere (threads inherit the mask). */
 	sigset_t usr2;
 	sigemptyset(&usr2);
-	sigaddset(&usr2, SIGUSR2);
+	sigaddset(&usr2, WAITED_SIGNAL);
 	cr_assert_eq(pthread_sigmask(SIG_BLOCK, &usr2, NULL), 0);
 	pthread_t waiter;
 	cr_assert_eq(pthread_create(&waiter, NULL, sigwaiter_main, &usr2), 0);
@@ -389,7 +400,7 @@ REL_TEST(faults, signals_coexist, .timeout = 60)
 	cr_assert_eq(pthread_create(&plain, NULL, plain_thread_main, &stop), 0);
 	cr_assert_eq(pthread_kill(plain, signo), 0);
 	cr_assert_eq(pthread_kill(pthread_self(), SIGUSR1), 0);
-	cr_assert_eq(pthread_kill(waiter, SIGUSR2), 0);
+	cr_assert_eq(pthread_kill(waiter, WAITED_SIGNAL), 0);
 	cr_assert_eq(pthread_join(waiter, NULL), 0);
 	for (int i = 0; i < 2000 && (atomic_load(&app_domain_sig) == 0 || atomic_load(&app_usr1) == 0); i++)
 		rel_nap_us(1000);

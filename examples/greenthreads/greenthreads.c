@@ -332,7 +332,7 @@ int main(int argc, char **argv)
 	g.nprocs = 24;
 	g.ntasks = 4;
 	g.nsteps = 200;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(argv[i], "--scheme")) {
 			if (lmm_scheme_parse(v, &cfg.scheme) || !lmm_scheme_available(cfg.scheme)) {
@@ -352,7 +352,6 @@ int main(int argc, char **argv)
 				argv[0]);
 			return 2;
 		}
-		i++;
 	}
 	int ret = lmm_domain_create(&cfg, &g.d);
 	if (ret) {

@@ -429,7 +429,7 @@ int main(int argc, char **argv)
 	unsigned ms = 500;
 	g.nvcpus = 2;
 	g.nvms = 2;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(argv[i], "--scheme")) {
 			if (lmm_scheme_parse(v, &cfg.scheme) || !lmm_scheme_available(cfg.scheme)) {
@@ -446,7 +446,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: %s [--scheme NAME] [--vcpus N] [--vms N] [--ms N]\n", argv[0]);
 			return 2;
 		}
-		i++;
 	}
 	int ret = lmm_domain_create(&cfg, &g.d);
 	if (ret) {

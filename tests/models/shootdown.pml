@@ -69,8 +69,9 @@ byte done;
 /*
  * switch.c install() (lines 20-39), with shootdown's hooks, as ONE step:
  * mask_set (line 26), switch_ctx (27), switched_away = sd_switched_away
- * (29; scheme_shootdown.c 101-121: release store of active, then (b) the
- * release clear of our bit) and the release store of active (34). Every
+ * (29; scheme_shootdown.c: (b) the release clear of our bit when prev is
+ * dying; an earlier version stored active first, this one clears the bit
+ * before the core publishes active) and the release store of active (34). Every
  * order among these is safe for a dropper of prev (it sees prev still
  * active and waits, or sees it gone after switch_ctx left it) and no new
  * install of a context with count 0 is possible, so coarsening them keeps
