@@ -253,12 +253,22 @@ struct gp_waiter {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool done;
+	/*
+	 * Set with release once the waiter is initialised, read with acquire
+	 * by the callback. liburcu's call_rcu queue already orders the two, but
+	 * liburcu is not built with TSan, so TSan cannot see that; this pair
+	 * says the same thing in atomics it can see (costs nothing here).
+	 */
+	atomic_bool armed;
 	struct rcu_head head;
 };
 
 static void gp_ended(struct rcu_head *head)
 {
 	struct gp_waiter *g = (struct gp_waiter *)(void *)((char *)head - offsetof(struct gp_waiter, head));
+	/* Acquire: pairs with the release in wait_grace_period (see armed). */
+	if (!atomic_load_explicit(&g->armed, memory_order_acquire))
+		lmm__die("rcu", "grace-period callback ran before its waiter was armed");
 	pthread_mutex_lock(&g->lock);
 	g->done = true;
 	pthread_cond_signal(&g->cond);
@@ -296,6 +306,8 @@ static void wait_grace_period(struct rcu_domain *rd)
 		urcu_qsbr_thread_online();
 	else
 		urcu_qsbr_register_thread();
+	/* Release: pairs with gp_ended's acquire (see armed). */
+	atomic_store_explicit(&g.armed, true, memory_order_release);
 	urcu_qsbr_call_rcu(&g.head, gp_ended);
 	if (is_reclaimer)
 		urcu_qsbr_thread_offline();

