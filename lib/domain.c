@@ -118,6 +118,18 @@ static void defer_free(struct lmm_domain *d, struct ctx_impl *c)
 	pthread_mutex_unlock(&d->defer_lock);
 }
 
+/* Stop the deferred-free thread, if any, once its queue is empty. */
+static void defer_stop(struct lmm_domain *d)
+{
+	if (!d->defer_started)
+		return;
+	pthread_mutex_lock(&d->defer_lock);
+	d->defer_stop = true;
+	pthread_cond_signal(&d->defer_cond);
+	pthread_mutex_unlock(&d->defer_lock);
+	pthread_join(d->defer_thread, NULL);
+}
+
 /* --- the free path --- */
 
 struct debug_scan {
@@ -374,13 +386,7 @@ err_signal:
 	if (need_signal)
 		lmm__signal_uninstall(d);
 err_thread:
-	if (d->defer_started) {
-		pthread_mutex_lock(&d->defer_lock);
-		d->defer_stop = true;
-		pthread_cond_signal(&d->defer_cond);
-		pthread_mutex_unlock(&d->defer_lock);
-		pthread_join(d->defer_thread, NULL);
-	}
+	defer_stop(d);
 err_cond:
 	pthread_cond_destroy(&d->defer_cond);
 err_defer_lock:
@@ -415,13 +421,7 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	/* lmm__membarrier_fallback() gives the answer it gave at create. */
 	if (d->scheme->uses_signals || lmm__membarrier_fallback())
 		lmm__signal_uninstall(d);
-	if (d->defer_started) {
-		pthread_mutex_lock(&d->defer_lock);
-		d->defer_stop = true;
-		pthread_cond_signal(&d->defer_cond);
-		pthread_mutex_unlock(&d->defer_lock);
-		pthread_join(d->defer_thread, NULL);
-	}
+	defer_stop(d);
 	for (unsigned i = 0; i < d->max_workers; i++) {
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_relaxed);
 		if (w) {
