@@ -76,7 +76,18 @@ inline DISPOSE(v)
 	fi
 }
 
-/* take_back_if_late (203-214). */
+/*
+ * take_back_if_late, as the code first did it: re-read the lazy slot right
+ * after a successful hand-off. The code now does this in a second pass
+ * (reclaim_stale in lib/scheme_hazard.c), after one more heavy fence, and
+ * for any stale occupant of a drop slot, not only its own reference: on real
+ * (TSO or weaker) hardware the immediate re-read could miss the worker's
+ * clear of its lazy slot (store buffering), which this sequentially
+ * consistent model cannot show. Under SC both forms take a reference back
+ * only from a worker not lazy on it at the time of the check, which is what
+ * the safety property rests on. The line numbers in this model predate that
+ * change. Updating the model to the two-pass form is open work.
+ */
 inline TAKE_BACK()
 {
 	W(lz = lazy[i]);
