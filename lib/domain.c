@@ -183,9 +183,7 @@ static void run_free(struct ctx_impl *c)
 	free(c->worker_mask);
 	struct ctx_impl *parent = lmm__freeing;
 	lmm__freeing = c;
-	lmm__in_free++;
 	d->ops.free(ctx_public(c));
-	lmm__in_free--;
 	lmm__freeing = parent;
 	stat_add(d, ST_FREES, 1);
 	/* Release pairs with lmm_domain_destroy's acquire. Before the bucket, so that
@@ -267,7 +265,7 @@ int lmm_barrier(struct lmm_domain *d)
 {
 	if (!d)
 		return -EINVAL;
-	if (lmm__in_free)
+	if (lmm__freeing)
 		return -EDEADLK;
 
 	if (d->scheme->barrier_kick)
@@ -405,7 +403,7 @@ int lmm_domain_destroy(struct lmm_domain *d)
 {
 	if (!d)
 		return -EINVAL;
-	if (lmm__in_free)
+	if (lmm__freeing)
 		return -EDEADLK;
 	pthread_mutex_lock(&d->lock);
 	bool busy = d->online > 0;

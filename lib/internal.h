@@ -226,8 +226,7 @@ LMM_HIDDEN void lmm__signal_deferred(struct lmm_worker *w);
 LMM_HIDDEN bool lmm__membarrier_fallback(void);
 LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
-LMM_HIDDEN extern __thread unsigned lmm__in_free __attribute__((tls_model("initial-exec")));
-/* The context whose free runs on this thread now (nested frees: the innermost). */
+/* The context whose free runs on this thread now (nested frees: the innermost); NULL outside free. */
 LMM_HIDDEN extern __thread struct ctx_impl *lmm__freeing __attribute__((tls_model("initial-exec")));
 
 static inline void stat_add(struct lmm_domain *d, enum lmm_stat s, uint64_t n)

@@ -380,7 +380,7 @@ static void *reclaim_main(void *arg)
 /* Whether the calling thread may wait for the reclaim thread here. */
 static bool may_block(void)
 {
-	if (is_reclaimer || lmm__in_free)
+	if (is_reclaimer || lmm__freeing)
 		return false;
 	struct lmm_worker *w = lmm__self;
 	/* Relaxed: own state. Inside the switch path we never block. */

@@ -7,7 +7,6 @@
 #include "internal.h"
 
 __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
-__thread unsigned lmm__in_free __attribute__((tls_model("initial-exec")));
 __thread struct ctx_impl *lmm__freeing __attribute__((tls_model("initial-exec")));
 
 /* Takes a worker offline when its thread exits without lmm_worker_offline. */
