@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "sanitizer.h"
 #include "harness.h"
 
 #ifdef LMM_HAVE_SHOOTDOWN
@@ -235,13 +236,6 @@ static void sleeper_stop(struct sleeper *s)
 
 Test(shootdown, signal_inside_handler_switch, .timeout = 30)
 {
-#if defined(__SANITIZE_THREAD__)
-# define LMM_TEST_TSAN 1
-#elif defined(__has_feature)
-# if __has_feature(thread_sanitizer)
-#  define LMM_TEST_TSAN 1
-# endif
-#endif
 #ifdef LMM_TEST_TSAN
 	/* TSan defers a signal raised inside a handler; the barrier times out.
 	 * An open finding (docs/reliability.md), not a pass. */
