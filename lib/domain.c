@@ -408,10 +408,11 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	pthread_mutex_lock(&d->lock);
 	bool busy = d->online > 0;
 	pthread_mutex_unlock(&d->lock);
-	/* Acquire pairs with run_free's releases: no free still touches d. */
-	if (busy || atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0 ||
-	    atomic_load_explicit(&d->free_inflight[0], memory_order_acquire) != 0 ||
-	    atomic_load_explicit(&d->free_inflight[1], memory_order_acquire) != 0)
+	/* Acquire (all three) pairs with run_free's releases: no free still touches d. */
+	bool freeing = atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0 ||
+		       atomic_load_explicit(&d->free_inflight[0], memory_order_acquire) != 0 || /* as above */
+		       atomic_load_explicit(&d->free_inflight[1], memory_order_acquire) != 0;   /* as above */
+	if (busy || freeing)
 		return -EBUSY;
 
 	if (d->scheme->domain_fini)

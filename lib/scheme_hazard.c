@@ -223,6 +223,7 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 		 * the next converter); acquire pairs with whoever put cur there.
 		 * Failure: acquire, as for the first load.
 		 */
+		/* Acq_rel/acquire: see the comment above (hand-off release, occupant acquire). */
 		if (!atomic_compare_exchange_weak_explicit(&w->slot[DROP], &cur, held,
 							   memory_order_acq_rel, memory_order_acquire))
 			continue;

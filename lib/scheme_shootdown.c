@@ -108,6 +108,7 @@ static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
 	 * stored: see debug_check_worker.)
 	 */
 	_Atomic(unsigned long) *word = &ctx_impl(prev)->worker_mask[w->id / BITS_PER_LONG];
+	/* Release: pairs with sweep's acquire of the word (see above). */
 	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
 	/* Relaxed: owner-only flag. */
 	if (!atomic_load_explicit(&w->scheme_cold[SD_SHOOTING], memory_order_relaxed))

@@ -182,7 +182,7 @@ static void *litmus_worker(void *arg)
 			k++;
 			/* Relaxed + a compiler barrier: the cheap side that lmm_membarrier upgrades. */
 			atomic_store_explicit(&l->a[i], k, memory_order_relaxed);
-			atomic_signal_fence(memory_order_seq_cst);
+			atomic_signal_fence(memory_order_seq_cst); /* pairs with the caller's lmm_membarrier */
 			l->seen_b[i][k] = atomic_load_explicit(&l->b, memory_order_relaxed);
 		}
 		switch ((seed >> 8) % 3) {

@@ -243,7 +243,7 @@ static void guest_access(struct vcpu *v, struct gmem *m, uint64_t gpa, bool writ
 	unsigned s = atomic_load_explicit(&v->seq, memory_order_relaxed);
 	/* Relaxed + compiler barrier: lmm_membarrier in protect() supplies the other half. */
 	atomic_store_explicit(&v->seq, s + 1, memory_order_relaxed);
-	atomic_signal_fence(memory_order_seq_cst);
+	atomic_signal_fence(memory_order_seq_cst); /* pairs with lmm_membarrier in protect() */
 
 	CHECK(lmm_current(v->w) == &m->ctx && atomic_load(&v->tlb_as) == m,
 	      "worker %u accesses vm %u without its table installed", v->id, m->vm);
@@ -374,6 +374,7 @@ static void protect(struct vm *vm, unsigned *seed)
 	for (unsigned i = 0; i < g.nvcpus + 1; i++) {
 		/* Acquire pairs with guest_access's release of seq. */
 		unsigned s = atomic_load_explicit(&g.cpus[i].seq, memory_order_acquire);
+		/* Acquire again, as above: the access that ends the odd phase is done. */
 		while (s % 2 && atomic_load_explicit(&g.cpus[i].seq, memory_order_acquire) == s)
 			nap_us(1);
 	}
