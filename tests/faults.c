@@ -251,8 +251,28 @@ static void bad_leaver(enum lmm_scheme scheme, enum lazy_mode mode, bool put_bef
 REL_TEST(faults, exit_without_offline_lazy, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, false); }
 REL_TEST(faults, exit_without_offline_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, true); }
 REL_TEST(faults, lazy_sleep_without_idle, .timeout = 60) { bad_leaver(scheme, MODE_SLEEP, true); }
-REL_TEST(faults, cancel_while_lazy, .timeout = 60) { bad_leaver(scheme, MODE_CANCEL, false); }
-REL_TEST(faults, cancel_while_last_lazy_holder, .timeout = 60) { bad_leaver(scheme, MODE_CANCEL, true); }
+/*
+ * Not under TSan: a thread cancelled inside a blocking call runs its cleanup
+ * (here the TSD destructor that takes the worker offline) while TSan's
+ * interceptor ignores synchronization (google/sanitizers#646), so the free
+ * that follows looks racy. A suppression could only match by the test's
+ * name, which appears in no access stack. These run unsanitized and under
+ * ASan+UBSan; the same path without cancellation runs under TSan too
+ * (exit_without_offline_*, lazy_sleep_without_idle).
+ */
+static void cancel_leaver(enum lmm_scheme scheme, bool last_holder)
+{
+#ifdef LMM_TEST_TSAN
+	(void)scheme;
+	(void)last_holder;
+	cr_skip_test("pthread_cancel inside a blocking call: TSan cannot follow it (google/sanitizers#646)");
+#else
+	bad_leaver(scheme, MODE_CANCEL, last_holder);
+#endif
+}
+
+REL_TEST(faults, cancel_while_lazy, .timeout = 60) { cancel_leaver(scheme, false); }
+REL_TEST(faults, cancel_while_last_lazy_holder, .timeout = 60) { cancel_leaver(scheme, true); }
 REL_TEST(faults, blocked_signal_while_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_BLOCK_SIGNAL, true); }
 
 /* ---------- fork with online workers ---------- */
