@@ -467,6 +467,10 @@ static void app_handler(int sig)
 
 Test(shootdown, custom_signo, .timeout = 30)
 {
+#ifdef LMM_TEST_TSAN
+	/* The same TSan signal-delivery finding as signal_inside_handler_switch. */
+	cr_skip_test("signal delivery under TSan: open finding, see docs/reliability.md");
+#endif
 	int signo = SIGRTMIN + 3;
 	struct sigaction sa = { .sa_handler = app_handler }, old;
 	sigemptyset(&sa.sa_mask);
