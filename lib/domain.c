@@ -471,11 +471,12 @@ static const size_t stat_field[ST_NR] = {
 	[ST_UNLAZIES] = offsetof(struct lmm_stats, unlazies),
 };
 
-static void add_worker_counters(struct lmm_stats *out, struct worker_counters *wc)
+static void add_worker_counters(struct lmm_stats *out, struct lmm_worker *w)
 {
+	struct worker_counters *wc = &w->stats;
 	/* Relaxed: a snapshot; each counter has a single writer. */
+	out->lazy_hits += worker_lazy_hits(w);
 	out->lazy_enters += atomic_load_explicit(&wc->lazy_enters, memory_order_relaxed);
-	out->lazy_hits += atomic_load_explicit(&wc->lazy_hits, memory_order_relaxed);
 	out->installs += atomic_load_explicit(&wc->installs, memory_order_relaxed);
 	out->unlazies += atomic_load_explicit(&wc->unlazies, memory_order_relaxed);
 }
@@ -490,7 +491,7 @@ int lmm_stats(struct lmm_domain *d, struct lmm_stats *out)
 		/* Relaxed: d->lock orders the table; counters are a snapshot. */
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_relaxed);
 		if (w && atomic_load_explicit(&w->online, memory_order_relaxed))
-			add_worker_counters(out, &w->stats);
+			add_worker_counters(out, w);
 	}
 	out->workers_online = d->online;
 	for (unsigned i = 0; i < ST_NR; i++)

@@ -64,9 +64,14 @@ static inline struct lmm_ctx *ctx_public(struct ctx_impl *c)
 	return (struct lmm_ctx *)(void *)c;
 }
 
+/*
+ * Owner-only writers: updated with a relaxed load + store, no RMW. Only going
+ * lazy counts on the fast path; every lazy period ends in a lazy hit or in an
+ * install (lazy_ended), so lazy hits = lazy_enters - lazy_ended - (1 if the
+ * worker is lazy now): worker_lazy_hits().
+ */
 struct worker_counters {
-	/* Owner-only writers: updated with a relaxed load + store, no RMW. */
-	atomic_uint_least64_t lazy_enters, lazy_hits, installs, unlazies;
+	atomic_uint_least64_t lazy_enters, lazy_ended, installs, unlazies;
 };
 
 struct lmm_worker {
@@ -92,6 +97,8 @@ struct lmm_worker {
 	bool debug;
 	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
 	bool membarrier_fence;
+	bool careful; /* debug || membarrier_fence: lmm_switch takes its slower copy */
+	unsigned char lazy; /* enum lazy_hooks: the scheme's, copied onto our own line */
 	unsigned id;
 	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
 	_Atomic(uintptr_t) slot[2];
@@ -112,6 +119,9 @@ struct lmm_worker {
 	void *scheme_priv;
 };
 
+/* The fast-path hooks a scheme uses (lazy_hooks.h); LAZY_NONE: nothing to do. */
+enum lazy_hooks { LAZY_NONE, LAZY_COUNTED, LAZY_HAZARD, LAZY_RCU };
+
 /*
  * A scheme. Hooks marked optional may be NULL. "ctx" is never the init
  * context in the lazy hooks: init is never freed, so lazy holds on it are
@@ -124,10 +134,12 @@ struct lmm_scheme_ops {
 	void (*domain_fini)(struct lmm_domain *d);  /* optional; no workers, no contexts */
 	int (*worker_online)(struct lmm_worker *w); /* optional; on w's thread, w already published */
 	void (*worker_offline)(struct lmm_worker *w); /* optional; on w's thread, after unlazy, before unpublish */
-	/* Optional (NULL: nothing to do, no call on the fast path). w just went lazy on ctx. */
-	void (*lazy_enter)(struct lmm_worker *w, struct lmm_ctx *ctx);
-	/* Optional. The lazy hit: ctx, lazily held, became current again; nothing installed. */
-	void (*lazy_resume)(struct lmm_worker *w, struct lmm_ctx *ctx);
+	/*
+	 * Which inline hooks of lazy_hooks.h run when w goes lazy on a context
+	 * and at the lazy hit (that context becomes current again, nothing
+	 * installed). Not function pointers: see lazy_hooks.h.
+	 */
+	enum lazy_hooks lazy;
 	/* Optional: switch_ctx moved w off lazily held prev; w->active still says prev. */
 	void (*switched_away)(struct lmm_worker *w, struct lmm_ctx *prev);
 	/* Optional. w's lazy hold on ctx ended after another context was installed (finish_task_switch). */
@@ -242,6 +254,17 @@ static inline void wstat_inc(atomic_uint_least64_t *c)
 			      memory_order_relaxed);
 }
 
+/* w's lazy hits so far (struct worker_counters): exact on the owner, a snapshot elsewhere. */
+static inline uint64_t worker_lazy_hits(struct lmm_worker *w)
+{
+	/* Relaxed: statistics. ended first: it never passes enters. */
+	uint64_t ended = atomic_load_explicit(&w->stats.lazy_ended, memory_order_relaxed);
+	uint64_t enters = atomic_load_explicit(&w->stats.lazy_enters, memory_order_relaxed);
+	bool lazy = !atomic_load_explicit(&w->current, memory_order_relaxed) &&
+		    atomic_load_explicit(&w->active, memory_order_relaxed) != w->init;
+	return enters > ended + lazy ? enters - ended - lazy : 0;
+}
+
 static inline bool ctx_is_init(struct lmm_ctx *ctx)
 {
 	return ctx_impl(ctx)->is_init;
@@ -307,14 +330,12 @@ static inline void critical_exit(struct lmm_worker *w)
 /*
  * The outermost bracket, for lmm_switch only: the owner calls it, never from
  * a hook or a handler, so critical is 0 on entry and plain stores replace the
- * read-modify-write (no store-to-load forwarding chain on the fast path).
+ * read-modify-write (lmm_switch checked critical == 0 under LMM_F_DEBUG).
  */
 static inline void critical_enter_outer(struct lmm_worker *w)
 {
 	if (!w->uses_signals)
 		return;
-	if (unlikely(w->debug) && atomic_load_explicit(&w->critical, memory_order_relaxed))
-		lmm__die("lmm_switch", "called from inside the switch path (a hook or a handler)");
 	atomic_store_explicit(&w->critical, 1, memory_order_relaxed);
 	/* Pairs with the handler on this thread: it sees critical before any change below. */
 	atomic_signal_fence(memory_order_seq_cst);

@@ -5,7 +5,9 @@
  * block, not a reference. The last user, after teardown, converts every
  * hazard on the context into a counted reference handed to that worker
  * through its drop slot. docs/hazard.md has the protocol, a diagram and the
- * memory-ordering argument; the comments here name the pairings.
+ * memory-ordering argument; the comments here name the pairings. Going lazy
+ * and the lazy hit (hazard_lazy_enter, hazard_lazy_resume) are inline in
+ * lazy_hooks.h, which also names the two slots.
  *
  *   slot[LAZY]  the lazily held context: ctx (a hazard, uncounted), or
  *               ctx | LAZY_OWNED (the worker holds a count reference of its
@@ -15,11 +17,11 @@
  *               ends, or DROP_CLOSED while the worker is offline. Changed
  *               only by atomic read-modify-writes (owner and converters).
  */
-#include "internal.h"
+#include "lazy_hooks.h"
 
-enum { LAZY = 0, DROP = 1 };
+enum { LAZY = HAZARD_LAZY, DROP = HAZARD_DROP };
 
-#define LAZY_OWNED ((uintptr_t)1)  /* contexts are pointer-aligned: bit 0 is free */
+#define LAZY_OWNED HAZARD_OWNED    /* contexts are pointer-aligned: bit 0 is free */
 #define DROP_CLOSED ((uintptr_t)1) /* offline: converters must not leave anything here */
 
 /* References a single conversion may drop after its scan; see dispose(). */
@@ -41,12 +43,9 @@ static int hazard_domain_init(struct lmm_domain *d)
 	return 0;
 }
 
-/* Drop whatever the drop slot holds. Off the fast path: the slot is usually empty. */
-static void drain(struct lmm_worker *w)
+/* Drop whatever the drop slot holds: lazy_hooks.h peeked and found something. */
+void lmm__hazard_drain(struct lmm_worker *w)
 {
-	/* Relaxed peek at our own word: the exchange below is what counts. */
-	if (likely(!atomic_load_explicit(&w->slot[DROP], memory_order_relaxed)))
-		return;
 	/*
 	 * Acq_rel: acquire pairs with the converter's release hand-off (its
 	 * bulk grab happens before our drop); release orders our lazy period
@@ -55,62 +54,6 @@ static void drain(struct lmm_worker *w)
 	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], 0, memory_order_acq_rel);
 	if (v && v != DROP_CLOSED)
 		lmm_drop(slot_ctx(v)); /* may be the final drop: the free runs here, on the worker */
-}
-
-static void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx)
-{
-	struct ctx_impl *c = ctx_impl(ctx);
-
-	/*
-	 * Release: a converter that reads this store (or a later one) with
-	 * acquire also sees everything before it, including the release store
-	 * that ended our previous lazy period (see hand_over). Free on x86-64;
-	 * no fence.
-	 */
-	atomic_store_explicit(&w->slot[LAZY], (uintptr_t)ctx, memory_order_release);
-	/*
-	 * Store->load: the hazard above before the users load below. Pairs
-	 * with lmm_plat_heavy_fence in hazard_users_zero, which comes after the
-	 * last user's decrement and before its scan: either we see users == 0
-	 * here, or the scan sees our hazard (and our mask bit, set earlier).
-	 */
-	lmm_plat_light_fence();
-	/* Relaxed: the fence pair above is the ordering. */
-	if (likely(atomic_load_explicit(&c->users, memory_order_relaxed) > 0))
-		return;
-	/*
-	 * Users are gone (a service worker on a count reference): the scan may
-	 * already have run, so the hazard protects nothing. Hold a reference
-	 * of our own. Relaxed (mmgrab): the task leaving ctx still holds one.
-	 * If the scan saw the hazard anyway, it also handed us one through the
-	 * drop slot; both are dropped when the lazy period ends.
-	 */
-	atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
-	/* Release: as above. */
-	atomic_store_explicit(&w->slot[LAZY], (uintptr_t)ctx | LAZY_OWNED, memory_order_release);
-}
-
-static void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
-{
-	/* Relaxed: our own word. */
-	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_relaxed);
-	/*
-	 * Relaxed: the task that resumes ctx holds a reference of its own
-	 * until after its last use here, and its drop is a release; a converter
-	 * that sees the slot empty needs nothing more from us.
-	 */
-	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_relaxed);
-	/*
-	 * Store->load: the slot cleared above before drain's peek at the drop
-	 * slot. Pairs with the heavy fence before reclaim_stale(): either we
-	 * see a late hand-off and drop it, or the converter sees us gone and
-	 * takes it back.
-	 */
-	lmm_plat_light_fence();
-	if (unlikely(lazy & LAZY_OWNED))
-		/* Not the last reference (the task holds one): relaxed, like refcount's resume. */
-		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
-	drain(w);
 }
 
 static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
@@ -126,7 +69,9 @@ static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 	lmm_plat_light_fence();
 	if (lazy & LAZY_OWNED)
 		lmm_drop(ctx); /* its release orders our last use before the free */
-	drain(w);
+	/* Relaxed peek, as in hazard_lazy_resume. */
+	if (atomic_load_explicit(&w->slot[DROP], memory_order_relaxed))
+		lmm__hazard_drain(w);
 }
 
 static void hazard_worker_offline(struct lmm_worker *w)
@@ -340,8 +285,7 @@ const struct lmm_scheme_ops lmm_scheme_hazard = {
 	.id = LMM_SCHEME_HAZARD,
 	.domain_init = hazard_domain_init,
 	.worker_offline = hazard_worker_offline,
-	.lazy_enter = hazard_lazy_enter,
-	.lazy_resume = hazard_lazy_resume,
+	.lazy = LAZY_HAZARD,
 	.lazy_release = hazard_lazy_release,
 	.users_zero = hazard_users_zero,
 	.count_zero = hazard_count_zero,

@@ -30,15 +30,15 @@
 #include <time.h>
 #include <urcu/urcu-qsbr.h>
 
-#include "internal.h"
+#include "lazy_hooks.h"
 
-/* w->slot[0]: the worker's RCU state. Written by the worker inside critical
- * sections and by its own nudge handler; other threads only read it (hints). */
-#define RS_COUNTED 0x1u    /* the lazy hold is a counted reference */
+/* w->slot[RCU_STATE]: the worker's RCU state. Written by the worker inside
+ * critical sections and by its own nudge handler; other threads only read it
+ * (hints). RS_COUNTED (the lazy hold is a counted reference) is in lazy_hooks.h. */
 #define RS_ONLINE 0x2u     /* registered with QSBR and online (not idle) */
 #define RS_REGISTERED 0x4u /* we registered this thread with QSBR */
 #define RS_PARKED 0x8u     /* offline for lmm_barrier or backpressure, not idle */
-/* w->slot[1]: non-zero while a grace period waits (written by reclaim threads). */
+/* w->slot[RCU_GP_WAITING]: non-zero while a grace period waits (written by reclaim threads). */
 
 #define DEFAULT_NUDGE_MS 20
 #define DEFAULT_BACKLOG_MAX 4096
@@ -75,12 +75,12 @@ static inline struct ctx_impl *queue_next(struct ctx_impl *c)
 /* Own state: relaxed loads and stores, ordered against the handler by critical. */
 static inline uintptr_t rs_get(struct lmm_worker *w)
 {
-	return atomic_load_explicit(&w->slot[0], memory_order_relaxed);
+	return atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed);
 }
 
 static inline void rs_set(struct lmm_worker *w, uintptr_t v)
 {
-	atomic_store_explicit(&w->slot[0], v, memory_order_relaxed);
+	atomic_store_explicit(&w->slot[RCU_STATE], v, memory_order_relaxed);
 }
 
 /* --- settling the lazy hold before any quiescent state --- */
@@ -147,12 +147,17 @@ static inline bool is_rcu_worker(struct lmm_worker *w)
 	return w && w->scheme == &lmm_scheme_rcu;
 }
 
-/* --- the switch hooks (inside lmm_switch's critical section) --- */
+/* --- the switch hooks (lmm_switch's slow path: inside its critical section) --- */
 
-/* Entering lazy mode needs no hook: the lazy hold is the read-side section itself. */
-
-static void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
+/*
+ * Entering lazy mode needs no hook: the lazy hold is the read-side section
+ * itself. The lazy hit (rcu_lazy_resume, lazy_hooks.h) comes here only when
+ * the hold was counted or a grace period waits; it runs outside lmm_switch's
+ * critical section, so take one: report_qs must not nest in the handler's.
+ */
+void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
+	critical_enter(w);
 	uintptr_t rs = rs_get(w);
 	if (unlikely(rs & RS_COUNTED)) {
 		rs_set(w, rs & ~(uintptr_t)RS_COUNTED);
@@ -161,8 +166,9 @@ static void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
 		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
 	}
 	/* Relaxed: a hint; liburcu's own protocol orders the report. */
-	if (unlikely(atomic_load_explicit(&w->slot[1], memory_order_relaxed)))
+	if (atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed))
 		report_qs(w);
+	critical_exit(w);
 }
 
 static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
@@ -179,7 +185,7 @@ static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 static void rcu_installed(struct lmm_worker *w)
 {
 	/* Relaxed: a hint, as in rcu_lazy_resume. */
-	if (unlikely(atomic_load_explicit(&w->slot[1], memory_order_relaxed)))
+	if (unlikely(atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed)))
 		report_qs(w);
 }
 
@@ -210,7 +216,7 @@ static void for_each_rcu_worker(void (*fn)(struct lmm_worker *w, void *arg), voi
 static void set_want(struct lmm_worker *w, void *arg)
 {
 	/* Relaxed: a hint; a worker that sees it late is nudged. */
-	atomic_store_explicit(&w->slot[1], (uintptr_t)arg, memory_order_relaxed);
+	atomic_store_explicit(&w->slot[RCU_GP_WAITING], (uintptr_t)arg, memory_order_relaxed);
 }
 
 static void want_qs(bool begin)
@@ -487,7 +493,7 @@ static int rcu_worker_online(struct lmm_worker *w)
 	critical_exit(w);
 	pthread_mutex_lock(&all_lock);
 	/* Relaxed: a hint (see set_want); the core cleared it for a reused slot. */
-	atomic_store_explicit(&w->slot[1], gp_waiting != 0, memory_order_relaxed);
+	atomic_store_explicit(&w->slot[RCU_GP_WAITING], gp_waiting != 0, memory_order_relaxed);
 	pthread_mutex_unlock(&all_lock);
 	return 0;
 }
@@ -599,7 +605,7 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.domain_fini = rcu_domain_fini,
 	.worker_online = rcu_worker_online,
 	.worker_offline = rcu_worker_offline,
-	.lazy_resume = rcu_lazy_resume,
+	.lazy = LAZY_RCU,
 	.lazy_release = rcu_lazy_release,
 	.installed = rcu_installed,
 	.count_zero = rcu_count_zero,

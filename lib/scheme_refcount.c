@@ -7,27 +7,10 @@
  *
  * Every lazy enter and leave writes the context's shared count: this is the
  * line that held Linux to ~1M switches/s on 192 cores, and the baseline the
- * other schemes are measured against.
+ * other schemes are measured against. The lazy enter and the lazy hit are
+ * inline in lazy_hooks.h.
  */
 #include "internal.h"
-
-static void refcount_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx)
-{
-	(void)w;
-	/* Relaxed (mmgrab): the task leaving ctx still holds its own reference. */
-	atomic_fetch_add_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
-}
-
-static void refcount_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
-{
-	(void)w;
-	/*
-	 * The new task holds a reference of its own, so this cannot be the last
-	 * one. Relaxed: nothing is released to anybody by this decrement; the
-	 * worker keeps using ctx under the task's reference.
-	 */
-	atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
-}
 
 static void refcount_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
@@ -44,8 +27,7 @@ static void refcount_count_zero(struct lmm_ctx *ctx)
 
 const struct lmm_scheme_ops lmm_scheme_refcount = {
 	.id = LMM_SCHEME_REFCOUNT,
-	.lazy_enter = refcount_lazy_enter,
-	.lazy_resume = refcount_lazy_resume,
+	.lazy = LAZY_COUNTED,
 	.lazy_release = refcount_lazy_release,
 	.count_zero = refcount_count_zero,
 };

@@ -8,7 +8,7 @@
  *   to another context:      switch_ctx(prev, next), active = next, and only
  *                            then the lazy hold on prev ends (finish_task_switch)
  */
-#include "internal.h"
+#include "lazy_hooks.h"
 
 static inline void owner_check(struct lmm_worker *w, const char *call)
 {
@@ -33,6 +33,8 @@ static struct lmm_ctx *install(struct lmm_worker *w, struct lmm_ctx *next, bool 
 	 */
 	atomic_store_explicit(&w->active, next, memory_order_release);
 	wstat_inc(&w->stats.installs);
+	if (prev_lazy)
+		wstat_inc(&w->stats.lazy_ended);
 	if (prev_lazy && w->scheme->lazy_release)
 		w->scheme->lazy_release(w, prev);
 	if (w->scheme->installed)
@@ -69,47 +71,112 @@ static inline void current_leaving(struct lmm_worker *w)
 		atomic_thread_fence(memory_order_release);
 }
 
-void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
+/*
+ * The lazy hit: ctx, lazily held, becomes current again; nothing installed.
+ * careful: the worker has LMM_F_DEBUG or the membarrier fallback (see
+ * switch_body); a constant in each copy.
+ */
+static inline __attribute__((always_inline)) void lazy_hit(struct lmm_worker *w, struct lmm_ctx *ctx,
+							   bool careful)
 {
-	owner_check(w, "lmm_switch");
-	/* Relaxed: only this thread (and its own signal handler, see critical) writes these. */
-	struct lmm_ctx *cur = atomic_load_explicit(&w->current, memory_order_relaxed);
+	/* Relaxed: lmm_membarrier's argument is in docs/design.md. */
+	atomic_store_explicit(&w->current, ctx, memory_order_relaxed);
+	if (careful)
+		current_published(w);
+	if (ctx == w->init)
+		return; /* lazy on init needs no hold: init is never freed */
+	/*
+	 * Pairs with a signal handler on this thread: from here on it sees us
+	 * running ctx, not lazy on it, and leaves the lazy state alone while
+	 * the hook reads it (rcu_lazy_resume).
+	 */
+	atomic_signal_fence(memory_order_seq_cst);
+	lazy_resume_hook(w, ctx, careful);
+	/* No counter: lmm_stats derives lazy hits (worker_counters). */
+}
 
+/* A task of cur gives way to a context-less one: cur stays installed, lazily. */
+static inline __attribute__((always_inline)) void lazy_enter(struct lmm_worker *w, struct lmm_ctx *cur,
+							     bool careful)
+{
+	if (careful)
+		current_leaving(w);
+	/* Relaxed: lmm_membarrier's argument is in docs/design.md. */
+	atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
+	if (cur == w->init)
+		return;
+	wstat_inc(&w->stats.lazy_enters);
+	lazy_enter_hook(w, cur, careful); /* cur == active: current is NULL or the active context */
+}
+
+/* Everything but going lazy and the lazy hit: in the critical section. */
+static __attribute__((noinline)) void switch_slow(struct lmm_worker *w, struct lmm_ctx *cur,
+						  struct lmm_ctx *next)
+{
 	critical_enter_outer(w);
+	/* Relaxed: own state, read again now that no handler can change it. */
 	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
-	/* Lazy on init needs no hold: init is never freed (compared on our own line). */
-	bool real = active != w->init;
-	if (!next) {
-		if (cur) {
-			current_leaving(w);
-			/* Relaxed: lmm_membarrier's argument is in docs/design.md. */
-			atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
-			if (real) {
-				if (w->scheme->lazy_enter)
-					w->scheme->lazy_enter(w, active);
-				wstat_inc(&w->stats.lazy_enters);
-			}
-		}
-	} else if (next == active) {
-		if (!cur) {
-			atomic_store_explicit(&w->current, next, memory_order_relaxed);
-			current_published(w);
-			if (real) {
-				if (w->scheme->lazy_resume)
-					w->scheme->lazy_resume(w, active);
-				wstat_inc(&w->stats.lazy_hits);
-			}
-		}
+	if (next == active) {
+		if (!cur)
+			lazy_hit(w, next, true); /* a handler moved us to init, and next is init */
 	} else {
 		if (unlikely(w->debug) && ctx_impl(next)->magic != CTX_MAGIC)
 			lmm__die("lmm_switch", "%p is not a live context", (void *)next);
 		if (cur)
 			current_leaving(w);
+		/* Relaxed: as in lazy_hit. */
 		atomic_store_explicit(&w->current, next, memory_order_relaxed);
 		current_published(w);
-		install(w, next, !cur && real);
+		install(w, next, !cur && active != w->init);
 	}
 	critical_exit_outer(w);
+}
+
+/*
+ * Going lazy and the lazy hit run outside the critical section that brackets
+ * every other switch against the domain's signal handler: it cost shootdown
+ * and rcu about a quarter of a round trip, and neither needs it. A handler ends a lazy hold only on a
+ * context whose count reached 0 (shootdown's shoot_self, rcu's settle), and
+ * these two paths hold a reference all along: going lazy, the leaving task's,
+ * until after we return; at the lazy hit, the reference the caller holds on
+ * next. So a handler that runs between any two of their steps finds active
+ * alive, may at most count the hold (rcu), and never moves active. current is
+ * always NULL or active, so cur stands for active when it is not NULL.
+ */
+static inline __attribute__((always_inline)) void switch_body(struct lmm_worker *w, struct lmm_ctx *next,
+							      bool careful)
+{
+	if (careful && unlikely(w->debug) && atomic_load_explicit(&w->critical, memory_order_relaxed))
+		lmm__die("lmm_switch", "called from inside the switch path (a hook or a handler)");
+	/* Relaxed: only this thread writes current. */
+	struct lmm_ctx *cur = atomic_load_explicit(&w->current, memory_order_relaxed);
+
+	if (!next) {
+		if (likely(cur))
+			lazy_enter(w, cur, careful);
+		return;
+	}
+	/* Relaxed: own state; a handler cannot move active off a context we hold (above). */
+	if (likely(!cur && next == atomic_load_explicit(&w->active, memory_order_relaxed))) {
+		lazy_hit(w, next, careful);
+		return;
+	}
+	switch_slow(w, cur, next);
+}
+
+/* LMM_F_DEBUG's checks and the membarrier fallback's fences, off the fast path. */
+static __attribute__((noinline)) void switch_careful(struct lmm_worker *w, struct lmm_ctx *next)
+{
+	switch_body(w, next, true);
+}
+
+void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
+{
+	owner_check(w, "lmm_switch");
+	if (unlikely(w->careful))
+		switch_careful(w, next);
+	else
+		switch_body(w, next, false);
 }
 
 /* lmm_unlazy without the owner check; also used by offline and schemes. */

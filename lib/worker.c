@@ -46,8 +46,10 @@ static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
 	w->init = &d->init;
 	w->scheme = d->scheme;
 	w->uses_signals = d->scheme->uses_signals;
+	w->lazy = d->scheme->lazy;
 	w->debug = d->cfg.flags & LMM_F_DEBUG;
 	w->membarrier_fence = lmm__membarrier_fallback();
+	w->careful = w->debug || w->membarrier_fence;
 	atomic_init(&w->active, &d->init);
 	return w;
 }
@@ -136,7 +138,7 @@ static int do_offline(struct lmm_worker *w)
 
 	pthread_mutex_lock(&d->lock);
 	stat_add(d, ST_LAZY_ENTERS, atomic_load_explicit(&w->stats.lazy_enters, memory_order_relaxed));
-	stat_add(d, ST_LAZY_HITS, atomic_load_explicit(&w->stats.lazy_hits, memory_order_relaxed));
+	stat_add(d, ST_LAZY_HITS, worker_lazy_hits(w));
 	stat_add(d, ST_INSTALLS, atomic_load_explicit(&w->stats.installs, memory_order_relaxed));
 	stat_add(d, ST_UNLAZIES, atomic_load_explicit(&w->stats.unlazies, memory_order_relaxed));
 	/* No signal may be sent to this thread once it can exit. */

@@ -377,6 +377,46 @@ SCHEME_TEST(switch_path)
 	free(b);
 }
 
+/*
+ * Lazy hits are not counted on the fast path but derived (lib/internal.h,
+ * worker_counters): check them while a lazy period is open, after it ends
+ * either way, and once the worker's counters are folded in at offline.
+ */
+SCHEME_TEST(stats_lazy_hits)
+{
+	struct lmm_domain *d = h_domain(scheme, 0, 0);
+	struct lmm_worker *w = h_online(d);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
+
+	lmm_switch(w, &a->ctx);
+	for (int i = 0; i < 5; i++) {
+		lmm_switch(w, NULL);
+		cr_assert_eq(stats_of(d).lazy_hits, (uint64_t)i, "an open lazy period is not a hit");
+		lmm_switch(w, &a->ctx);
+		cr_assert_eq(stats_of(d).lazy_hits, (uint64_t)i + 1);
+	}
+	lmm_switch(w, NULL);
+	lmm_switch(w, &b->ctx); /* ends the lazy period with an install */
+	lmm_switch(w, NULL);
+	lmm_unlazy(w);          /* and with an unlazy */
+	struct lmm_stats st = stats_of(d);
+	cr_assert_eq(st.lazy_enters, 7);
+	cr_assert_eq(st.lazy_hits, 5);
+	cr_assert_eq(st.switches, 7 + 5 + 3 - 1, "enters + hits + installs - unlazies");
+	lmm_switch(w, &a->ctx);
+	lmm_switch(w, NULL); /* lazy at offline: offline's unlazy ends it */
+	cr_assert_eq(lmm_worker_offline(w), 0);
+	st = stats_of(d);
+	cr_assert_eq(st.lazy_enters, 8);
+	cr_assert_eq(st.lazy_hits, 5, "folded in at offline");
+	lmm_put(&a->ctx);
+	lmm_put(&b->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	finish(d);
+	free(a);
+	free(b);
+}
+
 /* The core case: the last user leaves while this worker holds the context lazily. */
 SCHEME_TEST(lazy_hold_outlives_users)
 {

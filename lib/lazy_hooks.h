@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The two scheme hooks of the lazy fast path, inlined into lmm_switch.
+ *
+ * Everything else a scheme does sits behind its ops table in scheme_*.c. These
+ * two run on every lazy enter and every lazy hit, and there an indirect call
+ * costs more than the hook: hazard's round trip took 7.1 ns through the ops
+ * table against a floor of 2.3 ns (bench lazy-roundtrip). So each scheme that
+ * has work here gets a short section below; its slow halves stay in its file.
+ *
+ * Both hooks run outside lmm_switch's critical section (switch.c says why that
+ * is safe): a scheme's signal handler may run between any two lines here, and a
+ * section below that shares state with its handler says why that is harmless.
+ * ctx is never the init context.
+ */
+#ifndef LMM_LAZY_HOOKS_H
+#define LMM_LAZY_HOOKS_H
+
+#include "internal.h"
+
+/* --- refcount (scheme_refcount.c): every lazy hold is a count reference --- */
+
+static inline void refcount_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	(void)w;
+	/* Relaxed (mmgrab): the task leaving ctx still holds its own reference. */
+	atomic_fetch_add_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+}
+
+static inline void refcount_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	(void)w;
+	/*
+	 * The new task holds a reference of its own, so this cannot be the last
+	 * one. Relaxed: nothing is released to anybody by this decrement; the
+	 * worker keeps using ctx under the task's reference.
+	 */
+	atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+}
+
+/* --- hazard (scheme_hazard.c: the slots, the conversion, the argument) --- */
+
+enum { HAZARD_LAZY = 0, HAZARD_DROP = 1 };             /* w->slot[] */
+#define HAZARD_OWNED ((uintptr_t)1)                     /* in slot[LAZY]: we hold a count reference */
+
+LMM_HIDDEN void lmm__hazard_drain(struct lmm_worker *w);
+
+/*
+ * lmm_plat_light_fence, minus its run-time check in lmm_switch's fast copy:
+ * that copy runs only when !w->careful, and careful includes membarrier_fence,
+ * set when membarrier is not registered. So there the heavy side is
+ * membarrier and a compiler barrier is the whole light side.
+ */
+static inline void hazard_light_fence(bool careful)
+{
+	if (careful)
+		lmm_plat_light_fence();
+	else
+		atomic_signal_fence(memory_order_seq_cst); /* pairs with lmm_plat_heavy_fence (membarrier) */
+}
+
+static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+
+	/*
+	 * Release: a converter that reads this store (or a later one) with
+	 * acquire also sees everything before it, including the release store
+	 * that ended our previous lazy period (see hand_over). Free on x86-64;
+	 * no fence.
+	 */
+	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx, memory_order_release);
+	/*
+	 * Store->load: the hazard above before the users load below. Pairs
+	 * with lmm_plat_heavy_fence in hazard_users_zero, which comes after the
+	 * last user's decrement and before its scan: either we see users == 0
+	 * here, or the scan sees our hazard (and our mask bit, set earlier).
+	 */
+	hazard_light_fence(careful);
+	/* Relaxed: the fence pair above is the ordering. */
+	if (likely(atomic_load_explicit(&c->users, memory_order_relaxed) > 0))
+		return;
+	/*
+	 * Users are gone (a service worker on a count reference): the scan may
+	 * already have run, so the hazard protects nothing. Hold a reference
+	 * of our own. Relaxed (mmgrab): the task leaving ctx still holds one.
+	 * If the scan saw the hazard anyway, it also handed us one through the
+	 * drop slot; both are dropped when the lazy period ends.
+	 */
+	atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
+	/* Release: as above. */
+	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx | HAZARD_OWNED, memory_order_release);
+}
+
+static inline void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
+{
+	/* Relaxed: our own word. */
+	uintptr_t lazy = atomic_load_explicit(&w->slot[HAZARD_LAZY], memory_order_relaxed);
+	/*
+	 * Relaxed: the task that resumes ctx holds a reference of its own
+	 * until after its last use here, and its drop is a release; a converter
+	 * that sees the slot empty needs nothing more from us.
+	 */
+	atomic_store_explicit(&w->slot[HAZARD_LAZY], 0, memory_order_relaxed);
+	/*
+	 * Store->load: the slot cleared above before the peek at the drop slot
+	 * below. Pairs with the heavy fence before reclaim_stale(): either we
+	 * see a late hand-off and drop it, or the converter sees us gone and
+	 * takes it back.
+	 */
+	hazard_light_fence(careful);
+	if (unlikely(lazy & HAZARD_OWNED))
+		/* Not the last reference (the task holds one): relaxed, like refcount's resume. */
+		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+	/* Relaxed peek at our own word: lmm__hazard_drain's exchange is what counts. */
+	if (unlikely(atomic_load_explicit(&w->slot[HAZARD_DROP], memory_order_relaxed)))
+		lmm__hazard_drain(w);
+}
+
+/* --- rcu (scheme_rcu.c): entering lazy mode needs nothing, the hold is the read side --- */
+
+/* w->slot[0]: the worker's RCU state; w->slot[1]: non-zero while a grace period waits. */
+#define RCU_STATE 0
+#define RCU_GP_WAITING 1
+#define RS_COUNTED 0x1u /* the lazy hold is a counted reference */
+
+LMM_HIDDEN void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx);
+
+static inline void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	/*
+	 * Relaxed: our own state, and a hint written by reclaim threads
+	 * (liburcu's protocol orders the report itself). The nudge handler sets
+	 * RS_COUNTED only while we are lazy, and current is already ctx: no
+	 * handler changes the state after these loads, so the slow half, which
+	 * takes the critical section, finds what we saw.
+	 */
+	if (unlikely((atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed) & RS_COUNTED) |
+		     atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed)))
+		lmm__rcu_resume_slow(w, ctx);
+}
+
+/* --- the dispatch: a byte on the worker's own line, a compare or two --- */
+
+static inline void lazy_enter_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
+{
+	if (w->lazy == LAZY_HAZARD)
+		hazard_lazy_enter(w, ctx, careful);
+	else if (w->lazy == LAZY_COUNTED)
+		refcount_lazy_enter(w, ctx);
+}
+
+static inline void lazy_resume_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
+{
+	if (w->lazy == LAZY_HAZARD)
+		hazard_lazy_resume(w, ctx, careful);
+	else if (w->lazy == LAZY_RCU)
+		rcu_lazy_resume(w, ctx);
+	else if (w->lazy == LAZY_COUNTED)
+		refcount_lazy_resume(w, ctx);
+}
+
+#endif
