@@ -142,9 +142,21 @@ static inline void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
 
 /* --- the dispatch: a byte on the worker's own line, a compare or two --- */
 
+/* Schemes left out of the build (meson options) have no slow halves to call. */
+#ifdef LMM_HAVE_HAZARD
+#define HAVE_HAZARD 1
+#else
+#define HAVE_HAZARD 0
+#endif
+#ifdef LMM_HAVE_RCU
+#define HAVE_RCU 1
+#else
+#define HAVE_RCU 0
+#endif
+
 static inline void lazy_enter_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
-	if (w->lazy == LAZY_HAZARD)
+	if (HAVE_HAZARD && w->lazy == LAZY_HAZARD)
 		hazard_lazy_enter(w, ctx, careful);
 	else if (w->lazy == LAZY_COUNTED)
 		refcount_lazy_enter(w, ctx);
@@ -152,9 +164,9 @@ static inline void lazy_enter_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bo
 
 static inline void lazy_resume_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
-	if (w->lazy == LAZY_HAZARD)
+	if (HAVE_HAZARD && w->lazy == LAZY_HAZARD)
 		hazard_lazy_resume(w, ctx, careful);
-	else if (w->lazy == LAZY_RCU)
+	else if (HAVE_RCU && w->lazy == LAZY_RCU)
 		rcu_lazy_resume(w, ctx);
 	else if (w->lazy == LAZY_COUNTED)
 		refcount_lazy_resume(w, ctx);
