@@ -1,0 +1,3 @@
+/* Seeded bug BUG_HITORDER: see the header of rcu.pml. tests/models/check fails unless spin finds it. */
+#define BUG_HITORDER
+#include "rcu.pml"
