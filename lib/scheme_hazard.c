@@ -164,11 +164,11 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 			}
 		}
 		/*
-		 * Acq_rel: release publishes our bulk grab to w's drain (or to
-		 * the next converter); acquire pairs with whoever put cur there.
-		 * Failure: acquire, as for the first load.
+		 * Acq_rel: the release pairs with the acquire exchange in
+		 * lmm__hazard_drain (or the next converter's RMW), publishing
+		 * our bulk grab; the acquire pairs with the release RMW of
+		 * whoever put cur there. Failure: acquire, as for the first load.
 		 */
-		/* Acq_rel/acquire: see the comment above (hand-off release, occupant acquire). */
 		if (!atomic_compare_exchange_weak_explicit(&w->slot[DROP], &cur, held,
 							   memory_order_acq_rel, memory_order_acquire))
 			continue;
