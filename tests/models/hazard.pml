@@ -1,8 +1,12 @@
 /*
- * Promela model of the hazard scheme: lib/scheme_hazard.c on the core's
- * switch path (lib/switch.c install/lmm_switch/lmm__unlazy), lmm_put/lmm_drop
- * (lib/ctx.c) and offline (lib/worker.c do_offline). Names are the code's;
- * line numbers are scheme_hazard.c's when this model was written (issue 7).
+ * Promela model of the hazard scheme: lib/scheme_hazard.c and its two lazy
+ * hooks inlined from lib/lazy_hooks.h (hazard_lazy_enter, hazard_lazy_resume)
+ * on the core's switch path (lib/switch.c install/lmm_switch/lmm__unlazy),
+ * lmm_put/lmm_drop (lib/ctx.c) and offline (lib/worker.c do_offline). Names
+ * are the code's; each step cites the function it stands for (no line
+ * numbers: they go stale). hazard uses no signals, so lmm_switch's critical
+ * bracket (and its absence on the two lazy transitions since e507a01)
+ * changes nothing here.
  *
  * Parties: NW = 2 workers and main (a non-worker thread). Contexts: 0 = init,
  * 1 = A, 2 = B; main holds the first user of each and puts it at any time.
@@ -12,14 +16,24 @@
  * conversion itself), maybe unlazies, and finally goes offline.
  *
  * Slots: lazy[w] holds c (a hazard) or c + OWNED (the worker's own count
- * reference: the count-only-context rule, hazard_lazy_enter 79-90); drops[w]
- * holds a handed-over reference (a context id) or CLOSED while offline.
+ * reference: the count-only-context rule, the users check in
+ * hazard_lazy_enter); drops[w] holds a handed-over reference (a context id)
+ * or CLOSED while offline.
  *
- * The model is sequentially consistent. The one store->load order the code
- * needs (the hazard before the users load in hazard_lazy_enter, users == 0
- * before the scan in hazard_users_zero) is the light/heavy fence pair
- * (lines 77 and 296); the other orderings are acquire/release pairs named in
- * the code.
+ * The conversion is the code's two-pass form: hazard_users_zero's first
+ * scan (convert_worker, hand_over) hands references out; if it handed any,
+ * a second scan (reclaim_stale) takes back every reference left in the drop
+ * slot of a worker that is not lazy on its context, whichever conversion
+ * put it there.
+ *
+ * The model is sequentially consistent. The store->load orders the code
+ * needs are light/heavy fence pairs: the hazard before the users load in
+ * hazard_lazy_enter against users == 0 before the scan in
+ * hazard_users_zero; and the lazy slot cleared before the drop-slot peek in
+ * hazard_lazy_resume/hazard_lazy_release against the hand-offs before
+ * reclaim_stale. Under SC every step is already ordered, so the model checks
+ * the protocol's decisions, not the fences; the other orderings are
+ * acquire/release pairs named in the code.
  *
  * Checked exhaustively: never installed or left after free (INSTALL), free
  * never while installed, never twice, never before users reached 0 (RELEASE),
@@ -57,7 +71,7 @@ inline RELEASE(x)
 	W(assert(installed[x] == 0); assert(state[x] != FREED); assert(users[x] == 0); state[x] = FREED)
 }
 
-/* lmm_drop (ctx.c): the final drop calls count_zero = hazard_count_zero (313-320) -> release. */
+/* lmm_drop (ctx.c): the final drop calls count_zero = hazard_count_zero -> release. */
 inline DROP(x)
 {
 	W(count[x]--; last = (count[x] == 0));
@@ -67,76 +81,70 @@ inline DROP(x)
 	fi
 }
 
-/* dispose (155-174): ours goes back to the bulk, others are dropped after the scan. */
+/* dispose: ours goes back to the bulk (no longer handed), others are dropped after the scan. */
 inline DISPOSE(v)
 {
 	if
-	:: v == c -> spare++
+	:: v == c -> spare++; handed--
 	:: else -> dd[v]++
 	fi
 }
 
 /*
- * take_back_if_late, as the code first did it: re-read the lazy slot right
- * after a successful hand-off. The code now does this in a second pass
- * (reclaim_stale in lib/scheme_hazard.c), after one more heavy fence, and
- * for any stale occupant of a drop slot, not only its own reference: on real
- * (TSO or weaker) hardware the immediate re-read could miss the worker's
- * clear of its lazy slot (store buffering), which this sequentially
- * consistent model cannot show. Under SC both forms take a reference back
- * only from a worker not lazy on it at the time of the check, which is what
- * the safety property rests on. The line numbers in this model predate that
- * change. Updating the model to the two-pass form is open work.
+ * reclaim_stale for worker i: a reference in its drop slot on a context it
+ * is not lazy on (slot_ctx of its lazy slot) is taken back with a CAS and
+ * disposed of; the worker's drain races us through the same slot.
  */
-inline TAKE_BACK()
+inline RECLAIM_STALE()
 {
-	W(lz = lazy[i]);
+	W(v = drops[i]);
 	if
-	:: lz != c ->
-		W(if
-		  :: drops[i] == c -> drops[i] = 0; got = 1
-		  :: else -> got = 0
-		  fi);
+	:: v != 0 && v != CLOSED ->
+		W(lz = lazy[i]);
 		if
-		:: got -> got = 0; DISPOSE(c)
+		:: lz != v && lz != v + OWNED ->
+			W(if
+			  :: drops[i] == v -> drops[i] = 0; got = 1
+			  :: else -> got = 0
+			  fi);
+			if
+			:: got -> got = 0; DISPOSE(v)
+			:: else
+			fi
 		:: else
 		fi
 	:: else
 	fi;
-	lz = 0
+	v = 0; lz = 0
 }
 
-/* hand_over (216-260) to worker i. */
+/* hand_over to worker i. */
 inline HAND_OVER()
 {
 	held = c;
-	W(cur = drops[i]);                           /* line 220 */
+	W(cur = drops[i]);                           /* the acquire load of the drop slot */
+	handed++;
 	do
-	:: cur == CLOSED -> DISPOSE(held); break     /* 224-227 */
+	:: cur == CLOSED -> DISPOSE(held); break     /* w went offline */
 	:: cur != CLOSED ->
 		if
 		:: cur != 0 ->
-			W(lz = lazy[i]);             /* 230 */
+			W(lz = lazy[i]);             /* occupied: still lazy on what we hold? */
 			if
 			:: lz != held -> DISPOSE(held); break
 			:: else
 			fi
 		:: else
 		fi;
-		W(if                                 /* the CAS, 241 */
+		W(if                                 /* the CAS */
 		  :: drops[i] == cur -> drops[i] = held; ok = 1
 		  :: else -> cur = drops[i]; ok = 0
 		  fi);
 		if
 		:: !ok -> skip
-		:: ok && cur == 0 ->
-			if
-			:: held == c -> TAKE_BACK()
-			:: else
-			fi;
-			break
+		:: ok && cur == 0 -> break           /* handed (reclaim_stale may take it back) */
 		:: ok && cur != 0 ->
-			W(lz = lazy[i]);             /* 250 */
+			W(lz = lazy[i]);             /* we own cur now: stolen, or swap it back in */
 			if
 			:: lz != cur -> DISPOSE(cur); break
 			:: else -> tmp = cur; cur = held; held = tmp
@@ -146,7 +154,7 @@ inline HAND_OVER()
 	held = 0; cur = 0; ok = 0; lz = 0; tmp = 0
 }
 
-/* hazard_users_zero (285-311): the last user, after teardown, before its count drop. */
+/* hazard_users_zero: the last user, after teardown, before its count drop. */
 inline USERS_ZERO()
 {
 	i = 0;
@@ -154,11 +162,11 @@ inline USERS_ZERO()
 	:: i < NW ->
 		if
 		:: (mask[c] & BIT(i)) ->             /* lmm__mask_for_each */
-			W(lz = lazy[i]);             /* convert_worker, 271 */
+			W(lz = lazy[i]);             /* convert_worker */
 			if
 			:: lz == c ->
 				if
-				:: !grabbed -> W(count[c] = count[c] + NW); grabbed = 1; spare = NW /* 278 */
+				:: !grabbed -> W(count[c] = count[c] + NW); grabbed = 1; spare = NW /* the bulk grab */
 				:: else
 				fi;
 				spare--;
@@ -172,12 +180,28 @@ inline USERS_ZERO()
 	:: else -> break
 	od;
 	i = 0;
+	/* Handed any: (heavy fence) the second pass, lmm__mask_for_each(c, reclaim_stale). */
 	if
-	:: spare > 0 -> W(count[c] = count[c] - spare) /* 303 */
+	:: handed > 0 ->
+		do
+		:: i < NW ->
+			if
+			:: (mask[c] & BIT(i)) -> RECLAIM_STALE()
+			:: else
+			fi;
+			i++
+		:: else -> break
+		od;
+		i = 0
+	:: else
+	fi;
+	handed = 0;
+	if
+	:: spare > 0 -> W(count[c] = count[c] - spare) /* the second and last RMW */
 	:: else
 	fi;
 	spare = 0; grabbed = 0;
-	/* 309-310: the stolen references, any of which may be a final drop */
+	/* the stolen references, any of which may be a final drop */
 	for (i : 1 .. NC - 1) {
 		do
 		:: dd[i] > 0 -> dd[i]--; DROP(i)
@@ -197,7 +221,9 @@ inline PUT()
 	fi
 }
 
-/* drain (45-58). */
+/* lmm__hazard_drain, after hazard_lazy_resume/release's relaxed peek found the slot non-empty
+ * (one step: a peek that sees 0 is this step seeing 0, a peek that sees a reference is this
+ * step at the exchange). */
 inline DRAIN()
 {
 	W(v = drops[me]; if :: v != 0 && v != CLOSED -> drops[me] = 0 :: else fi);
@@ -208,25 +234,25 @@ inline DRAIN()
 	v = 0
 }
 
-/* hazard_lazy_enter (60-91) on x. */
+/* hazard_lazy_enter (lazy_hooks.h) on x. */
 inline LAZY_ENTER(x)
 {
-	W(lazy[me] = x);                             /* 70, then the light fence (77) */
+	W(lazy[me] = x);                             /* the release store, then the light fence */
 #ifdef BUG_COUNTONLY
 	skip
 #else
-	W(u = users[x]);                             /* 79 */
+	W(u = users[x]);                             /* the users check */
 	if
 	:: u > 0 -> skip
 	:: else ->
-		W(count[x]++);                       /* 88 */
-		W(lazy[me] = x + OWNED)              /* 90 */
+		W(count[x]++);                       /* a reference of our own */
+		W(lazy[me] = x + OWNED)              /* HAZARD_OWNED */
 	fi;
 	u = 0
 #endif
 }
 
-/* hazard_lazy_resume (93-107) on x. */
+/* hazard_lazy_resume (lazy_hooks.h) on x: clear, light fence, drop OWNED, peek/drain. */
 inline LAZY_RESUME(x)
 {
 	W(lz = lazy[me]; lazy[me] = 0);
@@ -238,7 +264,7 @@ inline LAZY_RESUME(x)
 	DRAIN()
 }
 
-/* hazard_lazy_release (109-121) on x, after the install published active. */
+/* hazard_lazy_release on x, after the install published active. */
 inline LAZY_RELEASE(x)
 {
 	W(lz = lazy[me]; lazy[me] = 0);
@@ -249,7 +275,7 @@ inline LAZY_RELEASE(x)
 	DRAIN()
 }
 
-/* switch.c install() (20-39) up to the store of active, one step; then lazy_release. */
+/* switch.c install() up to the store of active, one step; then lazy_release. */
 inline INSTALL(next, prev_lazy)
 {
 	W(prev = act[me];
@@ -271,7 +297,7 @@ inline INSTALL(next, prev_lazy)
 	prev = 0
 }
 
-/* lmm_switch (switch.c 58-92). */
+/* lmm_switch (switch.c: switch_body's lazy_enter and lazy_hit, switch_slow's install). */
 inline SWITCH(next)
 {
 	if
@@ -298,7 +324,7 @@ inline SWITCH(next)
 	fi
 }
 
-/* lmm__unlazy (switch.c 95-105). */
+/* lmm__unlazy (switch.c). */
 inline UNLAZY()
 {
 	if
@@ -309,7 +335,7 @@ inline UNLAZY()
 
 proctype Worker(byte me)
 {
-	byte c, i, k, prev, lz, cur, held, tmp, spare, v, u, ref;
+	byte c, i, k, prev, lz, cur, held, tmp, spare, v, u, ref, handed;
 	byte dd[NC];
 	bool last, ok, got, grabbed, plazy;
 
@@ -338,7 +364,7 @@ proctype Worker(byte me)
 		:: skip
 		fi
 	}
-	/* do_offline (worker.c): unlazy, then hazard_worker_offline (123-136) */
+	/* do_offline (worker.c): unlazy, then hazard_worker_offline */
 	UNLAZY();
 	W(v = drops[me]; drops[me] = CLOSED);
 	if
@@ -351,7 +377,7 @@ proctype Worker(byte me)
 
 init
 {
-	byte me = MAIN, c, i, prev, lz, cur, held, tmp, spare, v;
+	byte me = MAIN, c, i, prev, lz, cur, held, tmp, spare, v, handed;
 	byte dd[NC];
 	bool last, ok, got, grabbed;
 

@@ -309,7 +309,7 @@ proctype Worker(byte me)
 			SWITCH(NUL);                 /* lazy on c, uncounted */
 			NUDGE_POINT();
 			if
-			:: me == 0 && k == 1 ->      /* a user of C too: back to c, then task to task */
+			:: me == 0 && k == 1 ->      /* a user of the other context d too */
 				W(if :: users[3 - c] > 0 -> users[3 - c]++; d = 3 - c :: else fi);
 				if
 				:: d != 0 ->
@@ -317,9 +317,9 @@ proctype Worker(byte me)
 					SWITCH(d);           /* task to task: install with prev_lazy false */
 					PUT(c);
 					c = d; d = 0;
-					SWITCH(NUL);         /* lazy on C */
+					SWITCH(NUL);         /* lazy on d */
 					NUDGE_POINT();
-					SWITCH(c);           /* the lazy hit on C */
+					SWITCH(c);           /* the lazy hit on d */
 					SWITCH(NUL);
 					NUDGE_POINT()
 				:: else
