@@ -127,6 +127,7 @@ struct lmm_stats {
 	uint64_t signals_avoided_batched;   /* (c) one signal served several dying contexts */
 	uint64_t shootdowns;        /* contexts that needed a shootdown round */
 	uint64_t reclaim_handoffs;  /* contexts handed to the reclaim thread after a bounded wait */
+	uint64_t signals_unanswered; /* of signals_sent: again to a holder whose last one went unhandled for long */
 	/* rcu */
 	uint64_t grace_periods;
 	uint64_t rcu_backlog;       /* frees waiting for a grace period now */

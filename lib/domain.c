@@ -462,6 +462,7 @@ static const size_t stat_field[ST_NR] = {
 	[ST_SIGNALS_AVOIDED_BATCHED] = offsetof(struct lmm_stats, signals_avoided_batched),
 	[ST_SHOOTDOWNS] = offsetof(struct lmm_stats, shootdowns),
 	[ST_RECLAIM_HANDOFFS] = offsetof(struct lmm_stats, reclaim_handoffs),
+	[ST_SIGNALS_UNANSWERED] = offsetof(struct lmm_stats, signals_unanswered),
 	[ST_GRACE_PERIODS] = offsetof(struct lmm_stats, grace_periods),
 	[ST_RCU_STALLS] = offsetof(struct lmm_stats, rcu_stalls),
 	[ST_RCU_NUDGES] = offsetof(struct lmm_stats, rcu_nudges),

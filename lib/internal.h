@@ -113,7 +113,7 @@ struct lmm_worker {
 	/* Bumped at every online: lets a scheme recognise a reused slot. */
 	atomic_uint generation;
 	/* Scheme-owned cold words (shootdown: acknowledgements). */
-	_Atomic(uintptr_t) scheme_cold[4];
+	_Atomic(uintptr_t) scheme_cold[6];
 	/* The last lmm_membarrier request this worker's signal handler served. */
 	atomic_ulong membarrier_ack;
 	void *scheme_priv;
@@ -175,6 +175,7 @@ enum lmm_stat {
 	ST_SIGNALS_AVOIDED_BATCHED,
 	ST_SHOOTDOWNS,
 	ST_RECLAIM_HANDOFFS,
+	ST_SIGNALS_UNANSWERED,
 	ST_GRACE_PERIODS,
 	ST_RCU_STALLS,
 	ST_RCU_NUDGES,

@@ -64,10 +64,13 @@ struct target {
 	unsigned generation;
 };
 
+#define RESEND_FIRST_NS 1000000000ull /* a signal unanswered this long may have been lost */
+
 static int wait_batch(struct target *t, unsigned n, unsigned long ticket,
 		      unsigned long long deadline)
 {
-	unsigned long long nap = 1000;
+	unsigned long long nap = 1000, resend_gap = RESEND_FIRST_NS;
+	unsigned long long resend_at = lmm_plat_now_ns() + resend_gap;
 	unsigned spins = 0;
 
 	while (n) {
@@ -79,8 +82,21 @@ static int wait_batch(struct target *t, unsigned n, unsigned long ticket,
 		}
 		if (!n)
 			break;
-		if (lmm_plat_now_ns() > deadline)
+		unsigned long long now = lmm_plat_now_ns();
+		if (now > deadline)
 			return -ETIMEDOUT;
+		if (now >= resend_at) {
+			/*
+			 * Still pending (blocked, not scheduled) or taken by
+			 * something else (a sigwait, a sanitizer's runtime): send
+			 * again, 1 s, 2 s, 4 s ... apart. A duplicate is harmless:
+			 * the handler only acknowledges.
+			 */
+			for (unsigned i = 0; i < n; i++)
+				lmm__signal_worker(t[i].w);
+			resend_gap *= 2;
+			resend_at = now + resend_gap;
+		}
 		if (++spins > 16) {
 			lmm_plat_sleep_ns(nap);
 			if (nap < 1000000)

@@ -22,6 +22,11 @@
  * after this dropper's request, serves it too; a round over several contexts
  * (the reclaim thread's batches, every drop with LMM_F_DEFER_FREE) signals
  * each worker once.
+ * (d) A holder is signalled again only once its last signal was handled,
+ * or after that signal has gone unanswered for a second, then 2, 4 ... 64:
+ * a pending signal serves every dropper, but one that something else took
+ * (a sigwait of the application's, a sanitizer's runtime) must not leave
+ * the context waiting forever.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,8 @@
 #define SD_WAIT_NS (100ull * 1000000)       /* the dropper's bounded wait */
 #define SD_RESEND_FIRST_NS (10ull * 1000000) /* re-signal a holder that has not moved */
 #define SD_RETRY_MAX_NS (1000ull * 1000000)  /* the reclaim thread's longest pause */
+#define SD_PATIENCE_FIRST_MS 1000u /* (d): an unanswered signal is sent again after this */
+#define SD_PATIENCE_MAX_MS 64000u  /* doubling up to this */
 
 /* Worker cold words. */
 enum {
@@ -40,6 +47,8 @@ enum {
 	SD_SENT,     /* the highest ticket a signal was (or is being) sent after */
 	SD_SHOOTING, /* owner only: this unlazy is the scheme's own (no (b) count) */
 	SD_SEEN,     /* the request ticket the last completed handler run had seen */
+	SD_SENT_AT,  /* when the last signal was sent, in ms (wraps; only differences count) */
+	SD_PATIENCE, /* (d): ms to wait for an answer to it before sending another */
 };
 
 /* Context words: the reclaim list link; whether a round signalled its holders yet. */
@@ -139,8 +148,17 @@ static void sd_signal(struct lmm_worker *w)
 
 /* --- the dropper side --- */
 
-/* Ask for a signal to reach w after now; send it unless someone else will. */
-static void request(struct lmm_worker *w)
+static uintptr_t now_ms(void)
+{
+	return (uintptr_t)(lmm_plat_now_ns() / 1000000);
+}
+
+/*
+ * Ask for a signal to reach w after now; send it unless someone else will.
+ * @patience: how long resend() waits for it to be handled before sending
+ * another. true if this call sent one.
+ */
+static bool request(struct lmm_worker *w, uintptr_t patience)
 {
 	/* Release: pairs with the acquire in sd_signal (the DYING state before us). */
 	uintptr_t ticket = atomic_fetch_add_explicit(&w->scheme_cold[SD_REQ], 1, memory_order_release) + 1;
@@ -150,33 +168,46 @@ static void request(struct lmm_worker *w)
 		if (sent >= ticket) {
 			/* A sender that took its ticket after ours will signal: (c). */
 			stat_add(w->domain, ST_SIGNALS_AVOIDED_BATCHED, 1);
-			return;
+			return false;
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&w->scheme_cold[SD_SENT], &sent, ticket,
 						       memory_order_relaxed, memory_order_relaxed));
+	/* Relaxed: hints for resend(); a stale pair costs one signal early or late. */
+	atomic_store_explicit(&w->scheme_cold[SD_SENT_AT], now_ms(), memory_order_relaxed);
+	atomic_store_explicit(&w->scheme_cold[SD_PATIENCE], patience, memory_order_relaxed);
 	/*
 	 * False when w went offline meanwhile (it left every context first,
 	 * seed 000), or if the send failed: then let the next resend send.
 	 */
-	if (!lmm__signal_worker(w))
-		/* Relaxed: a hint, see resend(). */
-		atomic_store_explicit(&w->scheme_cold[SD_SEEN], ticket, memory_order_relaxed);
+	if (lmm__signal_worker(w))
+		return true;
+	/* Relaxed: a hint, see resend(). */
+	atomic_store_explicit(&w->scheme_cold[SD_SEEN], ticket, memory_order_relaxed);
+	return false;
 }
 
 /*
- * A holder that has not moved after a while: signal again only if the last
+ * A holder that has not moved after a while: signal again if the last
  * signal sent to it was already handled. One still pending (blocked, or the
  * thread not scheduled yet) will act when it runs: it was sent after our
- * first request, so its handler sees our context dying. At most one signal
- * per holder, however slow it is.
+ * first request, so its handler sees our context dying. Unless it was lost
+ * (d): after a long silence, send another, and wait twice as long for that.
  */
 static void resend(struct lmm_worker *w)
 {
 	/* Relaxed: hints; the worst a stale value does is delay the resend a round. */
 	uintptr_t sent = atomic_load_explicit(&w->scheme_cold[SD_SENT], memory_order_relaxed);
-	if (atomic_load_explicit(&w->scheme_cold[SD_SEEN], memory_order_relaxed) < sent)
+	if (atomic_load_explicit(&w->scheme_cold[SD_SEEN], memory_order_relaxed) >= sent) {
+		request(w, SD_PATIENCE_FIRST_MS);
 		return;
-	request(w);
+	}
+	/* Relaxed: hints, as above. */
+	uintptr_t patience = atomic_load_explicit(&w->scheme_cold[SD_PATIENCE], memory_order_relaxed);
+	uintptr_t sent_at = atomic_load_explicit(&w->scheme_cold[SD_SENT_AT], memory_order_relaxed);
+	if (now_ms() - sent_at < patience)
+		return;
+	if (request(w, patience < SD_PATIENCE_MAX_MS / 2 ? 2 * patience : SD_PATIENCE_MAX_MS))
+		stat_add(w->domain, ST_SIGNALS_UNANSWERED, 1);
 }
 
 enum sweep_mode {
@@ -230,7 +261,7 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 			if (mode == SWEEP_RESEND)
 				resend(w);
 			else
-				request(w);
+				request(w, SD_PATIENCE_FIRST_MS);
 		}
 	}
 	return holders;

@@ -132,6 +132,7 @@ static const char *const op_names[OP_NR] = {
 static atomic_ullong op_count[OP_NR];
 static atomic_ullong age_hist[AGE_BUCKETS];
 static atomic_ullong total_frees, total_created, total_rounds;
+static atomic_ullong total_signals, total_unanswered; /* lost signals show up here */
 
 static void count_op(enum op o)
 {
@@ -516,6 +517,8 @@ static void run_round(enum lmm_scheme scheme, unsigned flags, double secs, unsig
 		pthread_mutex_destroy(&r.lock[i]);
 	atomic_fetch_add(&total_created, created);
 	atomic_fetch_add(&total_rounds, 1);
+	atomic_fetch_add(&total_signals, st.signals_sent);
+	atomic_fetch_add(&total_unanswered, st.signals_unanswered);
 }
 
 static void report(const char *scheme, double secs)
@@ -525,6 +528,8 @@ static void report(const char *scheme, double secs)
 	       (unsigned long long)total_frees);
 	for (unsigned o = 0; o < OP_NR; o++)
 		printf("  %-40s %12llu\n", op_names[o], (unsigned long long)op_count[o]);
+	printf("  %-40s %12llu\n", "signals sent", (unsigned long long)total_signals);
+	printf("  %-40s %12llu\n", "of which again, unanswered for 1s", (unsigned long long)total_unanswered);
 	printf("  age (last put -> free):");
 	unsigned last = 0;
 	for (unsigned b = 0; b < AGE_BUCKETS; b++)
@@ -545,6 +550,8 @@ static void reset_counters(void)
 	atomic_store(&total_frees, 0);
 	atomic_store(&total_created, 0);
 	atomic_store(&total_rounds, 0);
+	atomic_store(&total_signals, 0);
+	atomic_store(&total_unanswered, 0);
 }
 
 static void usage(FILE *f)

@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -72,6 +73,64 @@ static void puppet_stop(struct puppet *p)
 {
 	atomic_store(&p->stop, true);
 	cr_assert_eq(pthread_join(p->thread, NULL), 0);
+}
+
+/*
+ * The fallback's signal taken by something else (a sigwait of the
+ * application's, or TSan's runtime, which drops one now and then): the
+ * worker never acknowledges it, and must be signalled again rather than the
+ * call failing with -ETIMEDOUT. Nothing to take under membarrier(2).
+ */
+struct swallower {
+	struct lmm_domain *d;
+	struct lmm_ctx *run;
+	atomic_bool ready, stop, swallowed;
+	pthread_t thread;
+};
+
+static void *swallower_main(void *arg)
+{
+	struct swallower *s = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, lmm_default_signo());
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	struct lmm_worker *w = h_online(s->d);
+	lmm_switch(w, s->run);
+	atomic_store(&s->ready, true);
+	struct timespec ms = { 0, 1000000 };
+	while (!atomic_load(&s->stop) && sigtimedwait(&set, NULL, &ms) != lmm_default_signo())
+		;
+	atomic_store(&s->swallowed, !atomic_load(&s->stop));
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	while (!atomic_load(&s->stop))
+		nap_us(500);
+	lmm_switch(w, NULL);
+	if (lmm_worker_offline(w))
+		h_fail("swallower: offline failed");
+	return NULL;
+}
+
+SCHEME_TEST(membarrier_lost_signal_sent_again)
+{
+	struct lmm_domain *d = h_domain(scheme, 0, 0);
+	struct tctx *a = h_ctx(d, false);
+	struct swallower s = { .d = d, .run = &a->ctx };
+	cr_assert_eq(pthread_create(&s.thread, NULL, swallower_main, &s), 0);
+	while (!atomic_load(&s.ready))
+		nap_us(50);
+	uint64_t s0 = signals_sent(d);
+	cr_assert_eq(lmm_membarrier(&a->ctx), 0, "the worker was not signalled again");
+	if (signals_sent(d) != s0) { /* the fallback */
+		cr_assert(atomic_load(&s.swallowed));
+		cr_assert_geq(signals_sent(d) - s0, 2);
+	}
+	atomic_store(&s.stop, true);
+	cr_assert_eq(pthread_join(s.thread, NULL), 0);
+	lmm_put(&a->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
 }
 
 /*

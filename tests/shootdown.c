@@ -236,11 +236,10 @@ static void sleeper_stop(struct sleeper *s)
 
 Test(shootdown, signal_inside_handler_switch, .timeout = 30)
 {
-#ifdef LMM_TEST_TSAN
-	/* TSan defers a signal raised inside a handler; the barrier times out.
-	 * An open finding (docs/reliability.md), not a pass. */
-	cr_skip_test("signal raised inside the handler under TSan: open finding, see docs/reliability.md");
-#endif
+	/*
+	 * Runs under TSan too: when TSan's runtime drops the raised signal
+	 * (docs/reliability.md), the holder is signalled again after 1 s.
+	 */
 	struct lmm_domain *d = t_domain(0, 20000, 0);
 	struct tctx *a = h_ctx(d, false);
 	struct sleeper s = { .d = d, .run_first = &a->ctx, .trigger = T_RAISE };
@@ -421,10 +420,74 @@ Test(shootdown, blocked_signal_reclaims_later, .timeout = 30)
 	cr_assert_eq(lmm_barrier(d), 0);
 	cr_assert_eq(atomic_load(&a->frees), 1);
 	cr_assert_eq(stats_of(d).signals_avoided_selfclear, 0, "the signal moved it, not the worker");
-	/* A blocked signal stays pending: resending it would add nothing (at most one per holder). */
-	cr_assert_eq(stats_of(d).signals_sent, 1, "sent %llu signals to one holder",
-		     (unsigned long long)stats_of(d).signals_sent);
+	/*
+	 * A blocked signal stays pending: resending it would add nothing (one
+	 * per holder). Only a signal unanswered for a long time (a slow run)
+	 * is sent again, and counted as such.
+	 */
+	struct lmm_stats st = stats_of(d);
+	cr_assert_eq(st.signals_sent - st.signals_unanswered, 1, "sent %llu signals to one holder",
+		     (unsigned long long)st.signals_sent);
 	atomic_store(&b.step, 3);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+}
+
+/*
+ * A signal that never reaches the handler: the holder takes it itself with
+ * sigtimedwait (as a sigwait loop of the application's could), so the
+ * acknowledgement resend() waits for never comes. (TSan's runtime lost the
+ * domain's signal the same way now and then, found by .ci/torture.) The
+ * holder must be signalled again, after a long pause, or the context waits
+ * forever.
+ */
+struct swallower {
+	struct lmm_domain *d;
+	struct lmm_ctx *a;
+	atomic_int step;
+	bool swallowed;
+};
+
+static void *swallower_main(void *arg)
+{
+	struct swallower *s = arg;
+	struct lmm_worker *w = h_online(s->d);
+	sig_mask(t_signo, SIG_BLOCK);
+	lmm_switch(w, s->a);
+	lmm_switch(w, NULL);
+	atomic_store(&s->step, 1);
+	wait_step(&s->step, 2); /* a died; its signal is pending */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, t_signo);
+	struct timespec now = { 0, 0 };
+	s->swallowed = sigtimedwait(&set, NULL, &now) == t_signo;
+	sig_mask(t_signo, SIG_UNBLOCK); /* still lazy on a, and nothing pending */
+	atomic_store(&s->step, 3);
+	wait_step(&s->step, 4);
+	lmm_worker_offline(w);
+	return NULL;
+}
+
+Test(shootdown, lost_signal_is_sent_again, .timeout = 60)
+{
+	struct lmm_domain *d = t_domain(0, 30000, 0);
+	struct tctx *a = h_ctx(d, false);
+	struct swallower s = { .d = d, .a = &a->ctx };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, swallower_main, &s), 0);
+	wait_step(&s.step, 1);
+	lmm_put(&a->ctx); /* one signal, then the reclaim thread */
+	atomic_store(&s.step, 2);
+	wait_step(&s.step, 3);
+	cr_assert(s.swallowed, "the holder did not find the signal pending");
+	cr_assert_eq(lmm_barrier(d), 0, "nobody signalled the holder again");
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	struct lmm_stats st = stats_of(d);
+	cr_assert_geq(st.signals_unanswered, 1);
+	cr_assert_eq(st.signals_sent, 1 + st.signals_unanswered);
+	atomic_store(&s.step, 4);
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 	free(a);
@@ -468,8 +531,11 @@ static void app_handler(int sig)
 Test(shootdown, custom_signo, .timeout = 30)
 {
 #ifdef LMM_TEST_TSAN
-	/* The same TSan signal-delivery finding as signal_inside_handler_switch. */
-	cr_skip_test("signal delivery under TSan: open finding, see docs/reliability.md");
+	/*
+	 * raise() of the application's signal may reach its handler late under
+	 * TSan, which runs handlers at its own safe points: an open finding.
+	 */
+	cr_skip_test("the application's handler under TSan: open finding, see docs/reliability.md");
 #endif
 	int signo = SIGRTMIN + 3;
 	struct sigaction sa = { .sa_handler = app_handler }, old;
