@@ -97,8 +97,8 @@ struct lmm_worker {
 	bool debug;
 	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
 	bool membarrier_fence;
-	bool careful; /* debug || membarrier_fence: lmm_switch takes its slower copy */
 	unsigned char lazy; /* enum lazy_hooks: the scheme's, copied onto our own line */
+	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
 	unsigned id;
 	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
 	_Atomic(uintptr_t) slot[2];
@@ -237,6 +237,7 @@ LMM_HIDDEN bool lmm__signal_worker(struct lmm_worker *w);
 LMM_HIDDEN void lmm__signal_deferred(struct lmm_worker *w);
 /* lmm_membarrier (membarrier.c): whether it signals workers; the handler's part. */
 LMM_HIDDEN bool lmm__membarrier_fallback(void);
+LMM_HIDDEN unsigned char lmm__switch_path(const struct lmm_worker *w);
 LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
 /* The context whose free runs on this thread now (nested frees: the innermost); NULL outside free. */

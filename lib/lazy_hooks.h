@@ -46,10 +46,10 @@ enum { HAZARD_LAZY = 0, HAZARD_DROP = 1 };             /* w->slot[] */
 LMM_HIDDEN void lmm__hazard_drain(struct lmm_worker *w);
 
 /*
- * lmm_plat_light_fence, minus its run-time check in lmm_switch's fast copy:
- * that copy runs only when !w->careful, and careful includes membarrier_fence,
- * set when membarrier is not registered. So there the heavy side is
- * membarrier and a compiler barrier is the whole light side.
+ * lmm_plat_light_fence, minus its run-time check in lmm_switch's fast copies:
+ * a worker with membarrier_fence (membarrier not registered) always takes
+ * the general copy (careful). So in a fast copy the heavy side is membarrier
+ * and a compiler barrier is the whole light side.
  */
 static inline void hazard_light_fence(bool careful)
 {
@@ -92,6 +92,18 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx | HAZARD_OWNED, memory_order_release);
 }
 
+/* The lazy hold was counted, or a reference waits in the drop slot. */
+static __attribute__((noinline)) void hazard_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx,
+							 uintptr_t lazy)
+{
+	if (lazy & HAZARD_OWNED)
+		/* Not the last reference (the task holds one): relaxed, like refcount's resume. */
+		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+	/* Relaxed peek, as in hazard_lazy_resume. */
+	if (atomic_load_explicit(&w->slot[HAZARD_DROP], memory_order_relaxed))
+		lmm__hazard_drain(w);
+}
+
 static inline void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
 	/* Relaxed: our own word. */
@@ -109,12 +121,9 @@ static inline void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx,
 	 * takes it back.
 	 */
 	hazard_light_fence(careful);
-	if (unlikely(lazy & HAZARD_OWNED))
-		/* Not the last reference (the task holds one): relaxed, like refcount's resume. */
-		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
 	/* Relaxed peek at our own word: lmm__hazard_drain's exchange is what counts. */
-	if (unlikely(atomic_load_explicit(&w->slot[HAZARD_DROP], memory_order_relaxed)))
-		lmm__hazard_drain(w);
+	if (unlikely((lazy & HAZARD_OWNED) | atomic_load_explicit(&w->slot[HAZARD_DROP], memory_order_relaxed)))
+		hazard_resume_slow(w, ctx, lazy);
 }
 
 /* --- rcu (scheme_rcu.c): entering lazy mode needs nothing, the hold is the read side --- */
@@ -140,7 +149,7 @@ static inline void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
 		lmm__rcu_resume_slow(w, ctx);
 }
 
-/* --- the dispatch: a byte on the worker's own line, a compare or two --- */
+/* --- the dispatch: lmm_switch picks a copy by a byte on the worker's own line --- */
 
 /* Schemes left out of the build (meson options) have no slow halves to call. */
 #ifdef LMM_HAVE_HAZARD
@@ -154,21 +163,27 @@ static inline void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
 #define HAVE_RCU 0
 #endif
 
-static inline void lazy_enter_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
+/*
+ * @kind: the worker's lazy byte. lmm_switch's fast copies pass a constant
+ * (one copy per kind, no dispatch left); the general copy passes w->lazy.
+ */
+static inline __attribute__((always_inline)) void lazy_enter_hook(struct lmm_worker *w, struct lmm_ctx *ctx,
+								  unsigned kind, bool careful)
 {
-	if (HAVE_HAZARD && w->lazy == LAZY_HAZARD)
+	if (HAVE_HAZARD && kind == LAZY_HAZARD)
 		hazard_lazy_enter(w, ctx, careful);
-	else if (w->lazy == LAZY_COUNTED)
+	else if (kind == LAZY_COUNTED)
 		refcount_lazy_enter(w, ctx);
 }
 
-static inline void lazy_resume_hook(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
+static inline __attribute__((always_inline)) void lazy_resume_hook(struct lmm_worker *w, struct lmm_ctx *ctx,
+								   unsigned kind, bool careful)
 {
-	if (HAVE_HAZARD && w->lazy == LAZY_HAZARD)
+	if (HAVE_HAZARD && kind == LAZY_HAZARD)
 		hazard_lazy_resume(w, ctx, careful);
-	else if (HAVE_RCU && w->lazy == LAZY_RCU)
+	else if (HAVE_RCU && kind == LAZY_RCU)
 		rcu_lazy_resume(w, ctx);
-	else if (w->lazy == LAZY_COUNTED)
+	else if (kind == LAZY_COUNTED)
 		refcount_lazy_resume(w, ctx);
 }
 

@@ -73,31 +73,37 @@ static inline void current_leaving(struct lmm_worker *w)
 
 /*
  * The lazy hit: ctx, lazily held, becomes current again; nothing installed.
- * careful: the worker has LMM_F_DEBUG or the membarrier fallback (see
- * switch_body); a constant in each copy.
+ * kind, careful: see switch_body.
  */
 static inline __attribute__((always_inline)) void lazy_hit(struct lmm_worker *w, struct lmm_ctx *ctx,
-							   bool careful)
+							   unsigned kind, bool careful)
 {
 	/* Relaxed: lmm_membarrier's argument is in docs/design.md. */
 	atomic_store_explicit(&w->current, ctx, memory_order_relaxed);
 	if (careful)
 		current_published(w);
-	if (ctx == w->init)
-		return; /* lazy on init needs no hold: init is never freed */
+	/*
+	 * Lazy on init needs no hold (init is never freed): going lazy on it
+	 * took no count reference, so none is given back here. Hazard and rcu
+	 * need no such test: their hook finds nothing to undo on init (an empty
+	 * lazy slot, no counted hold) and only does what any hit may do, drain
+	 * the drop slot or report a quiescent state.
+	 */
+	if (kind == LAZY_NONE || (kind == LAZY_COUNTED && ctx == w->init))
+		return;
 	/*
 	 * Pairs with a signal handler on this thread: from here on it sees us
 	 * running ctx, not lazy on it, and leaves the lazy state alone while
 	 * the hook reads it (rcu_lazy_resume).
 	 */
 	atomic_signal_fence(memory_order_seq_cst);
-	lazy_resume_hook(w, ctx, careful);
+	lazy_resume_hook(w, ctx, kind, careful);
 	/* No counter: lmm_stats derives lazy hits (worker_counters). */
 }
 
 /* A task of cur gives way to a context-less one: cur stays installed, lazily. */
 static inline __attribute__((always_inline)) void lazy_enter(struct lmm_worker *w, struct lmm_ctx *cur,
-							     bool careful)
+							     unsigned kind, bool careful)
 {
 	if (careful)
 		current_leaving(w);
@@ -106,7 +112,7 @@ static inline __attribute__((always_inline)) void lazy_enter(struct lmm_worker *
 	if (cur == w->init)
 		return;
 	wstat_inc(&w->stats.lazy_enters);
-	lazy_enter_hook(w, cur, careful); /* cur == active: current is NULL or the active context */
+	lazy_enter_hook(w, cur, kind, careful); /* cur == active: current is NULL or the active context */
 }
 
 /* Everything but going lazy and the lazy hit: in the critical section. */
@@ -118,7 +124,7 @@ static __attribute__((noinline)) void switch_slow(struct lmm_worker *w, struct l
 	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
 	if (next == active) {
 		if (!cur)
-			lazy_hit(w, next, true); /* a handler moved us to init, and next is init */
+			lazy_hit(w, next, w->lazy, true); /* a handler moved us to init, and next is init */
 	} else {
 		if (unlikely(w->debug) && ctx_impl(next)->magic != CTX_MAGIC)
 			lmm__die("lmm_switch", "%p is not a live context", (void *)next);
@@ -135,16 +141,21 @@ static __attribute__((noinline)) void switch_slow(struct lmm_worker *w, struct l
 /*
  * Going lazy and the lazy hit run outside the critical section that brackets
  * every other switch against the domain's signal handler: it cost shootdown
- * and rcu about a quarter of a round trip, and neither needs it. A handler ends a lazy hold only on a
- * context whose count reached 0 (shootdown's shoot_self, rcu's settle), and
+ * and rcu about a quarter of a round trip, and neither needs it. A handler
+ * ends a lazy hold only on a context whose count reached 0 (shootdown's shoot_self, rcu's settle), and
  * these two paths hold a reference all along: going lazy, the leaving task's,
  * until after we return; at the lazy hit, the reference the caller holds on
  * next. So a handler that runs between any two of their steps finds active
  * alive, may at most count the hold (rcu), and never moves active. current is
  * always NULL or active, so cur stands for active when it is not NULL.
+ *
+ * kind: the scheme's lazy hooks (enum lazy_hooks), a constant in each fast
+ * copy. careful: the general copy, which tests LMM_F_DEBUG and the
+ * membarrier fallback at run time; false in the fast copies, whose workers
+ * have neither.
  */
 static inline __attribute__((always_inline)) void switch_body(struct lmm_worker *w, struct lmm_ctx *next,
-							      bool careful)
+							      unsigned kind, bool careful)
 {
 	if (careful && unlikely(w->debug) && atomic_load_explicit(&w->critical, memory_order_relaxed))
 		lmm__die("lmm_switch", "called from inside the switch path (a hook or a handler)");
@@ -153,30 +164,65 @@ static inline __attribute__((always_inline)) void switch_body(struct lmm_worker 
 
 	if (!next) {
 		if (likely(cur))
-			lazy_enter(w, cur, careful);
+			lazy_enter(w, cur, kind, careful);
 		return;
 	}
 	/* Relaxed: own state; a handler cannot move active off a context we hold (above). */
 	if (likely(!cur && next == atomic_load_explicit(&w->active, memory_order_relaxed))) {
-		lazy_hit(w, next, careful);
+		lazy_hit(w, next, kind, careful);
 		return;
 	}
 	switch_slow(w, cur, next);
 }
 
-/* LMM_F_DEBUG's checks and the membarrier fallback's fences, off the fast path. */
-static __attribute__((noinline)) void switch_careful(struct lmm_worker *w, struct lmm_ctx *next)
+/*
+ * The general copy: LMM_F_DEBUG's checks, the membarrier fallback's fences,
+ * and the refcount scheme, whose atomics dwarf a few more compares.
+ */
+static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struct lmm_ctx *next)
 {
-	switch_body(w, next, true);
+	switch_body(w, next, w->lazy, true);
+}
+
+/*
+ * lmm_switch's copies of the body, picked by w->path. Each fast copy has its
+ * scheme's hooks inline and no dispatch left. The values serve the dispatch
+ * in lmm_switch: one compare, after which rcu falls through with no branch
+ * taken and hazard takes one; shootdown (no hooks) and the general copy come
+ * after. Hazard and rcu are the schemes whose round trip is held to 1.5x the
+ * floor; a scheme one more taken branch away measured about 0.1x slower.
+ */
+enum switch_path { PATH_GENERAL, PATH_NONE, PATH_HAZARD, PATH_RCU };
+
+unsigned char lmm__switch_path(const struct lmm_worker *w)
+{
+	if (w->debug || w->membarrier_fence)
+		return PATH_GENERAL;
+	switch (w->lazy) {
+	case LAZY_NONE:
+		return PATH_NONE;
+	case LAZY_HAZARD:
+		return HAVE_HAZARD ? PATH_HAZARD : PATH_GENERAL;
+	case LAZY_RCU:
+		return HAVE_RCU ? PATH_RCU : PATH_GENERAL;
+	default:
+		return PATH_GENERAL;
+	}
 }
 
 void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
 {
 	owner_check(w, "lmm_switch");
-	if (unlikely(w->careful))
-		switch_careful(w, next);
+	unsigned path = w->path;
+	/* The expects are layout hints, not likelihoods: see enum switch_path. */
+	if (HAVE_HAZARD && __builtin_expect(path == PATH_HAZARD, 0))
+		switch_body(w, next, LAZY_HAZARD, false);
+	else if (HAVE_RCU && __builtin_expect(path > PATH_HAZARD, 1))
+		switch_body(w, next, LAZY_RCU, false);
+	else if (path == PATH_NONE)
+		switch_body(w, next, LAZY_NONE, false);
 	else
-		switch_body(w, next, false);
+		switch_general(w, next);
 }
 
 /* lmm_unlazy without the owner check; also used by offline and schemes. */

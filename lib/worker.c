@@ -49,7 +49,7 @@ static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
 	w->lazy = d->scheme->lazy;
 	w->debug = d->cfg.flags & LMM_F_DEBUG;
 	w->membarrier_fence = lmm__membarrier_fallback();
-	w->careful = w->debug || w->membarrier_fence;
+	w->path = lmm__switch_path(w);
 	atomic_init(&w->active, &d->init);
 	return w;
 }
