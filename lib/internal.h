@@ -237,8 +237,9 @@ LMM_HIDDEN bool lmm__signal_worker(struct lmm_worker *w);
 LMM_HIDDEN void lmm__signal_deferred(struct lmm_worker *w);
 /* lmm_membarrier (membarrier.c): whether it signals workers; the handler's part. */
 LMM_HIDDEN bool lmm__membarrier_fallback(void);
-LMM_HIDDEN unsigned char lmm__switch_path(const struct lmm_worker *w);
 LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
+/* switch.c: which copy of the switch body w takes (set once, at worker creation). */
+LMM_HIDDEN unsigned char lmm__switch_path(const struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
 /* The context whose free runs on this thread now (nested frees: the innermost); NULL outside free. */
 LMM_HIDDEN extern __thread struct ctx_impl *lmm__freeing __attribute__((tls_model("initial-exec")));
