@@ -202,7 +202,9 @@ LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
 
 /*
  * Make @next the context of the task @w runs (the caller holds a users or
- * count reference on it while it is current). NULL: a context-less task; the
+ * count reference on it while it is current: a task that may go on running
+ * on another worker, which may drop that reference, must be switched away
+ * from first, lmm_switch(w, NULL)). NULL: a context-less task; the
  * active context stays installed lazily. Switching to the installed context
  * (the lazy hit) calls nothing. From a context-less task, lmm_switch(w, ctx)
  * ... lmm_switch(w, NULL) adopts ctx for a while (kthread_use_mm); take a

@@ -87,7 +87,10 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 	 * If the scan saw the hazard anyway, it also handed us one through the
 	 * drop slot; both are dropped when the lazy period ends.
 	 */
-	atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
+	long old = atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
+	if (unlikely(old <= 0))
+		/* Nothing held it: its task's reference went while we still ran it. */
+		lmm__die("lmm_switch", "context %p was freed while current on this worker", (void *)ctx);
 	/* Release: as above. */
 	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx | HAZARD_OWNED, memory_order_release);
 }

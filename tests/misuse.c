@@ -310,3 +310,47 @@ REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
+
+/* ---------- a context freed while it was current, then held lazily ---------- */
+
+/*
+ * The task's reference went (here: lmm_put while current, the way a green
+ * thread that yielded, migrated and exited elsewhere drops it) while the
+ * worker still had the context current, so nothing held it and it was freed.
+ * Going lazy on it then would take a count reference from 0 under hazard: a
+ * resurrection and, later, a second free (found by the greenthreads
+ * example under TSan). It must abort instead.
+ */
+#ifdef LMM_HAVE_HAZARD
+/* Hooks that check nothing: the harness's own would catch the free first. */
+static void quiet_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+{
+	(void)w, (void)prev, (void)next;
+}
+
+static void quiet_ctx(struct lmm_ctx *ctx)
+{
+	(void)ctx;
+}
+
+static void hazard_lazy_on_freed(void *arg)
+{
+	(void)arg;
+	static const struct lmm_ops ops = { quiet_switch, quiet_ctx, quiet_ctx };
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_HAZARD, .ops = &ops };
+	static struct lmm_ctx a; /* the free hook leaves it alone: we look after the free */
+	struct lmm_domain *d = NULL;
+	struct lmm_worker *w = NULL;
+	if (lmm_domain_create(&cfg, &d) || lmm_ctx_init(d, &a) || lmm_worker_online(d, NULL, &w))
+		rel_fail("setup failed");
+	lmm_switch(w, &a);
+	lmm_put(&a); /* the last reference, while a is current: freed */
+	lmm_barrier(d);
+	lmm_switch(w, NULL);
+}
+
+Test(misuse, hazard_lazy_on_freed, .timeout = 30)
+{
+	expect_abort(hazard_lazy_on_freed, NULL, "lazymm: lmm_switch:");
+}
+#endif

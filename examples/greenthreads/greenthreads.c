@@ -295,6 +295,14 @@ static void *worker_main(void *arg)
 		lmm_switch(cpu->w, t->proc ? &t->proc->ctx : NULL);
 		cpu->running = t;
 		swapcontext(&cpu->sched, &t->uc);
+		/*
+		 * Back in the scheduler, with no task: stop running the task's
+		 * process before the task can be picked elsewhere (the kernel's
+		 * prev stays on this CPU until the switch is done). Left current,
+		 * it would hold no reference once the task ran on and exited
+		 * on another worker: a context freed while current.
+		 */
+		lmm_switch(cpu->w, NULL);
 		cpu->running = NULL;
 		cpu->tasks_run++;
 		if (t->done) {
