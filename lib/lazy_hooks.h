@@ -59,10 +59,26 @@ static inline void hazard_light_fence(bool careful)
 		atomic_signal_fence(memory_order_seq_cst); /* pairs with lmm_plat_heavy_fence (membarrier) */
 }
 
+/*
+ * Users are gone (a service worker on a count reference): the scan may
+ * already have run, so the hazard protects nothing. Hold a reference of our
+ * own. Relaxed (mmgrab): the task leaving ctx still holds one. If the scan
+ * saw the hazard anyway, it also handed us one through the drop slot; both
+ * are dropped when the lazy period ends. Out of line: its abort would give
+ * lmm_switch a stack frame on every path.
+ */
+static __attribute__((noinline)) void hazard_enter_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	long old = atomic_fetch_add_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
+	if (unlikely(old <= 0))
+		/* Nothing held it: its task's reference went while we still ran it. */
+		lmm__die("lmm_switch", "context %p was freed while current on this worker", (void *)ctx);
+	/* Release: as in hazard_lazy_enter. */
+	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx | HAZARD_OWNED, memory_order_release);
+}
+
 static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
-	struct ctx_impl *c = ctx_impl(ctx);
-
 	/*
 	 * Release: a converter that reads this store (or a later one) with
 	 * acquire also sees everything before it, including the release store
@@ -78,21 +94,8 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 	 */
 	hazard_light_fence(careful);
 	/* Relaxed: the fence pair above is the ordering. */
-	if (likely(atomic_load_explicit(&c->users, memory_order_relaxed) > 0))
-		return;
-	/*
-	 * Users are gone (a service worker on a count reference): the scan may
-	 * already have run, so the hazard protects nothing. Hold a reference
-	 * of our own. Relaxed (mmgrab): the task leaving ctx still holds one.
-	 * If the scan saw the hazard anyway, it also handed us one through the
-	 * drop slot; both are dropped when the lazy period ends.
-	 */
-	long old = atomic_fetch_add_explicit(&c->count, 1, memory_order_relaxed);
-	if (unlikely(old <= 0))
-		/* Nothing held it: its task's reference went while we still ran it. */
-		lmm__die("lmm_switch", "context %p was freed while current on this worker", (void *)ctx);
-	/* Release: as above. */
-	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx | HAZARD_OWNED, memory_order_release);
+	if (unlikely(atomic_load_explicit(&ctx_impl(ctx)->users, memory_order_relaxed) <= 0))
+		hazard_enter_counted(w, ctx);
 }
 
 /* The lazy hold was counted, or a reference waits in the drop slot. */
