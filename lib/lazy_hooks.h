@@ -11,7 +11,8 @@
  * Both hooks run outside lmm_switch's critical section (switch.c says why that
  * is safe): a scheme's signal handler may run between any two lines here, and a
  * section below that shares state with its handler says why that is harmless.
- * ctx is never the init context.
+ * ctx is the init context only at a hazard or rcu hit, where the hook finds
+ * nothing to undo (lazy_hit in switch.c).
  */
 #ifndef LMM_LAZY_HOOKS_H
 #define LMM_LAZY_HOOKS_H
