@@ -201,10 +201,10 @@ unsigned char lmm__switch_path(const struct lmm_worker *w)
 	switch (w->lazy) {
 	case LAZY_NONE:
 		return PATH_NONE;
-	case LAZY_HAZARD:
-		return HAVE_HAZARD ? PATH_HAZARD : PATH_GENERAL;
+	case LAZY_HAZARD: /* only if built in: domain creation refuses the others */
+		return PATH_HAZARD;
 	case LAZY_RCU:
-		return HAVE_RCU ? PATH_RCU : PATH_GENERAL;
+		return PATH_RCU;
 	default:
 		return PATH_GENERAL;
 	}
