@@ -381,10 +381,16 @@ Test(shootdown, offline_races_final_drop, .timeout = 60)
 
 /* --- a worker that blocks the signal --- */
 
+/*
+ * A lazy holder of a that blocks the signal until step 2; with swallow, it
+ * then takes the pending signal itself (lost_signal_is_sent_again).
+ */
 struct blocker {
 	struct lmm_domain *d;
 	struct lmm_ctx *a;
 	atomic_int step;
+	bool swallow, swallowed;
+	atomic_bool unblocked;
 };
 
 static void *blocker_main(void *arg)
@@ -395,8 +401,17 @@ static void *blocker_main(void *arg)
 	lmm_switch(w, b->a);
 	lmm_switch(w, NULL);
 	atomic_store(&b->step, 1);
-	wait_step(&b->step, 2);
-	sig_mask(t_signo, SIG_UNBLOCK); /* the handler moves us off a, the reclaim thread frees it */
+	wait_step(&b->step, 2); /* a died meanwhile; its signal is pending */
+	if (b->swallow) {
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, t_signo);
+		struct timespec now = { 0, 0 };
+		b->swallowed = sigtimedwait(&set, NULL, &now) == t_signo;
+	}
+	/* Without swallow, the handler moves us off a and the reclaim thread frees it. */
+	sig_mask(t_signo, SIG_UNBLOCK);
+	atomic_store(&b->unblocked, true);
 	wait_step(&b->step, 3);
 	lmm_worker_offline(w);
 	return NULL;
@@ -442,52 +457,25 @@ Test(shootdown, blocked_signal_reclaims_later, .timeout = 30)
  * holder must be signalled again, after a long pause, or the context waits
  * forever.
  */
-struct swallower {
-	struct lmm_domain *d;
-	struct lmm_ctx *a;
-	atomic_int step;
-	bool swallowed;
-};
-
-static void *swallower_main(void *arg)
-{
-	struct swallower *s = arg;
-	struct lmm_worker *w = h_online(s->d);
-	sig_mask(t_signo, SIG_BLOCK);
-	lmm_switch(w, s->a);
-	lmm_switch(w, NULL);
-	atomic_store(&s->step, 1);
-	wait_step(&s->step, 2); /* a died; its signal is pending */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, t_signo);
-	struct timespec now = { 0, 0 };
-	s->swallowed = sigtimedwait(&set, NULL, &now) == t_signo;
-	sig_mask(t_signo, SIG_UNBLOCK); /* still lazy on a, and nothing pending */
-	atomic_store(&s->step, 3);
-	wait_step(&s->step, 4);
-	lmm_worker_offline(w);
-	return NULL;
-}
-
 Test(shootdown, lost_signal_is_sent_again, .timeout = 60)
 {
 	struct lmm_domain *d = t_domain(0, 30000, 0);
 	struct tctx *a = h_ctx(d, false);
-	struct swallower s = { .d = d, .a = &a->ctx };
+	struct blocker b = { .d = d, .a = &a->ctx, .swallow = true };
 	pthread_t th;
-	cr_assert_eq(pthread_create(&th, NULL, swallower_main, &s), 0);
-	wait_step(&s.step, 1);
+	cr_assert_eq(pthread_create(&th, NULL, blocker_main, &b), 0);
+	wait_step(&b.step, 1);
 	lmm_put(&a->ctx); /* one signal, then the reclaim thread */
-	atomic_store(&s.step, 2);
-	wait_step(&s.step, 3);
-	cr_assert(s.swallowed, "the holder did not find the signal pending");
+	atomic_store(&b.step, 2);
+	while (!atomic_load(&b.unblocked))
+		nap_us(100);
+	cr_assert(b.swallowed, "the holder did not find the signal pending");
 	cr_assert_eq(lmm_barrier(d), 0, "nobody signalled the holder again");
 	cr_assert_eq(atomic_load(&a->frees), 1);
 	struct lmm_stats st = stats_of(d);
 	cr_assert_geq(st.signals_unanswered, 1);
 	cr_assert_eq(st.signals_sent, 1 + st.signals_unanswered);
-	atomic_store(&s.step, 4);
+	atomic_store(&b.step, 3);
 	cr_assert_eq(pthread_join(th, NULL), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 	free(a);
