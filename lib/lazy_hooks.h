@@ -68,7 +68,7 @@ static inline void hazard_light_fence(bool careful)
  * are dropped when the lazy period ends. Out of line: its abort would give
  * lmm_switch a stack frame on every path.
  */
-static __attribute__((noinline)) void hazard_enter_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
+static __attribute__((noinline, cold)) void hazard_enter_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	long old = atomic_fetch_add_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
 	if (unlikely(old <= 0))
@@ -100,7 +100,7 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 }
 
 /* The lazy hold was counted, or a reference waits in the drop slot. */
-static __attribute__((noinline)) void hazard_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx,
+static __attribute__((noinline, cold)) void hazard_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx,
 							 uintptr_t lazy)
 {
 	if (lazy & HAZARD_OWNED)

@@ -186,11 +186,16 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
 
 /*
  * lmm_switch's copies of the body, picked by w->path. Each fast copy has its
- * scheme's hooks inline and no dispatch left. The values serve the dispatch
- * in lmm_switch: one compare, after which rcu falls through with no branch
- * taken and hazard takes one; shootdown (no hooks) and the general copy come
- * after. Hazard and rcu are the schemes whose round trip is held to 1.5x the
- * floor; a scheme one more taken branch away measured about 0.1x slower.
+ * scheme's hooks inline and no dispatch left. Hazard and rcu are the schemes
+ * whose round trip is held to 1.5x the floor, and on the EPYC we measure on
+ * each taken branch on the way to a copy costs about 0.05x of it: the copy
+ * that falls through measured 1.37x, the one a branch away 1.49x. So the
+ * dispatch runs twice, on each side of the first test the body makes
+ * (going lazy or not), and the two schemes take turns: going lazy, hazard
+ * falls through and rcu takes one branch; at the lazy hit, the other way
+ * round. A round trip costs each of them one taken branch, and both measure
+ * about 1.36x (sh bench/paired; docs/performance.md). Shootdown (no hooks)
+ * and the general copy come after.
  */
 enum switch_path { PATH_GENERAL, PATH_NONE, PATH_HAZARD, PATH_RCU };
 
@@ -210,19 +215,33 @@ unsigned char lmm__switch_path(const struct lmm_worker *w)
 	}
 }
 
-void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
+/* The copies after hazard's: rcu, shootdown (no hooks), the general copy. */
+static inline __attribute__((always_inline)) void dispatch_rest(struct lmm_worker *w, struct lmm_ctx *next,
+								unsigned path)
 {
-	owner_check(w, "lmm_switch");
-	unsigned path = w->path;
-	/* The expects are layout hints, not likelihoods: see enum switch_path. */
-	if (HAVE_HAZARD && __builtin_expect(path == PATH_HAZARD, 0))
-		switch_body(w, next, LAZY_HAZARD, false);
-	else if (HAVE_RCU && __builtin_expect(path > PATH_HAZARD, 1))
+	if (HAVE_RCU && __builtin_expect(path > PATH_HAZARD, 1))
 		switch_body(w, next, LAZY_RCU, false);
 	else if (path == PATH_NONE)
 		switch_body(w, next, LAZY_NONE, false);
 	else
 		switch_general(w, next);
+}
+
+void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
+{
+	owner_check(w, "lmm_switch");
+	unsigned path = w->path;
+	/* The expects are layout hints, not likelihoods: see enum switch_path. */
+	if (!next) {
+		if (HAVE_HAZARD && __builtin_expect(path == PATH_HAZARD, 1))
+			switch_body(w, NULL, LAZY_HAZARD, false);
+		else
+			dispatch_rest(w, NULL, path);
+	} else if (HAVE_HAZARD && __builtin_expect(path == PATH_HAZARD, 0)) {
+		switch_body(w, next, LAZY_HAZARD, false);
+	} else {
+		dispatch_rest(w, next, path);
+	}
 }
 
 /* lmm_unlazy without the owner check; also used by offline and schemes. */
