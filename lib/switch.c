@@ -188,14 +188,14 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
  * lmm_switch's copies of the body, picked by w->path. Each fast copy has its
  * scheme's hooks inline and no dispatch left. Hazard and rcu are the schemes
  * whose round trip is held to 1.5x the floor, and on the EPYC we measure on
- * each taken branch on the way to a copy costs about 0.05x of it: the copy
- * that falls through measured 1.37x, the one a branch away 1.49x. So the
- * dispatch runs twice, on each side of the first test the body makes
- * (going lazy or not), and the two schemes take turns: going lazy, hazard
- * falls through and rcu takes one branch; at the lazy hit, the other way
- * round. A round trip costs each of them one taken branch, and both measure
- * about 1.36x (sh bench/paired; docs/performance.md). Shootdown (no hooks)
- * and the general copy come after.
+ * their figures follow the branch layout more than the instruction count:
+ * the copy that fell through the dispatch measured 1.37x, the one a taken
+ * branch away 1.49x. So the dispatch runs on both sides of the body's first
+ * test (going lazy or not), and the two schemes take turns: going lazy,
+ * hazard falls through and rcu takes a branch; at the lazy hit, the other
+ * way round. Each takes one dispatch branch per round trip, and both
+ * measure about 1.36x (sh bench/paired; docs/performance.md). Shootdown (no
+ * hooks) and the general copy come after.
  */
 enum switch_path { PATH_GENERAL, PATH_NONE, PATH_HAZARD, PATH_RCU };
 
