@@ -187,7 +187,7 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
 /*
  * lmm_switch's copies of the body, picked by w->path. Each fast copy has its
  * scheme's hooks inline and no dispatch left. Hazard and rcu are the schemes
- * whose round trip is held to 1.5x the floor, and on the EPYC we measure on
+ * whose round trip is held to 1.5x the floor, and on the EPYC we measure on,
  * their figures follow the branch layout more than the instruction count:
  * the copy that fell through the dispatch measured 1.37x, the one a taken
  * branch away 1.49x. So the dispatch runs on both sides of the body's first
