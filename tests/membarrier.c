@@ -94,8 +94,8 @@ static void *swallower_main(void *arg)
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, lmm_default_signo());
+	struct lmm_worker *w = h_online(s->d); /* online refuses a thread that blocks it */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	struct lmm_worker *w = h_online(s->d);
 	lmm_switch(w, s->run);
 	atomic_store(&s->ready, true);
 	struct timespec ms = { 0, 1000000 };

@@ -354,3 +354,138 @@ Test(misuse, hazard_lazy_on_freed, .timeout = 30)
 	expect_abort(hazard_lazy_on_freed, NULL, "lazymm: lmm_switch:");
 }
 #endif
+
+/* ---------- contexts of another domain ---------- */
+
+struct cross {
+	enum lmm_scheme scheme;
+	bool init; /* the other domain's init context, or a context of it */
+};
+
+/* A worker of one domain switched to a context of another: always an abort. */
+static void cross_domain_switch(void *arg)
+{
+	struct cross *x = arg;
+	struct lmm_domain *mine = rel_domain(x->scheme, 0, 0);
+	struct lmm_config cfg = { .scheme = x->scheme, .ops = &rel_ops, .max_workers = 1 };
+	struct lmm_domain *other = NULL;
+	struct lmm_worker *w = NULL;
+	if (lmm_domain_create(&cfg, &other) || lmm_worker_online(mine, NULL, &w))
+		rel_fail("setup failed");
+	struct lmm_ctx *next = x->init ? lmm_init_ctx(other) : &rel_new(other)->ctx;
+	lmm_switch(w, next);
+}
+
+REL_TEST(misuse, switch_to_other_domains_init, .timeout = 30)
+{
+	struct cross x = { scheme, true };
+	expect_abort(cross_domain_switch, &x, "lazymm: lmm_switch:");
+}
+
+REL_TEST(misuse, switch_to_other_domains_ctx, .timeout = 30)
+{
+	struct cross x = { scheme, false };
+	expect_abort(cross_domain_switch, &x, "lazymm: lmm_switch:");
+}
+
+/* ---------- the idle bracket ---------- */
+
+enum idle_misuse { IDLE_SWITCH_CTX, IDLE_SWITCH_NULL, IDLE_NESTED, IDLE_EXIT_UNPAIRED };
+
+struct idle_case {
+	enum lmm_scheme scheme;
+	enum idle_misuse what;
+};
+
+/*
+ * No lmm_switch between lmm_idle_enter and lmm_idle_exit: under rcu the
+ * worker is RCU-offline there, so a context it switched to could be freed
+ * while installed. Every scheme aborts, so a runtime finds out on any.
+ */
+static void idle_misuse(void *arg)
+{
+	struct idle_case *c = arg;
+	struct lmm_domain *d = rel_domain(c->scheme, 0, 0);
+	struct lmm_worker *w = NULL;
+	if (lmm_worker_online(d, NULL, &w))
+		rel_fail("online failed");
+	struct rctx *a = rel_new(d);
+	lmm_switch(w, &a->ctx);
+	lmm_switch(w, NULL);
+	if (c->what == IDLE_EXIT_UNPAIRED) {
+		lmm_idle_exit(w);
+		return;
+	}
+	lmm_idle_enter(w);
+	if (c->what == IDLE_SWITCH_CTX)
+		lmm_switch(w, &a->ctx);
+	else if (c->what == IDLE_SWITCH_NULL)
+		lmm_switch(w, NULL);
+	else
+		lmm_idle_enter(w);
+}
+
+REL_TEST(misuse, switch_inside_idle, .timeout = 30)
+{
+	struct idle_case c = { scheme, IDLE_SWITCH_CTX };
+	expect_abort(idle_misuse, &c, "lazymm: lmm_switch: called between lmm_idle_enter and lmm_idle_exit");
+	c.what = IDLE_SWITCH_NULL;
+	expect_abort(idle_misuse, &c, "lazymm: lmm_switch: called between lmm_idle_enter and lmm_idle_exit");
+}
+
+REL_TEST(misuse, idle_enter_nested, .timeout = 30)
+{
+	struct idle_case c = { scheme, IDLE_NESTED };
+	expect_abort(idle_misuse, &c, "lazymm: lmm_idle_enter: already idle");
+}
+
+REL_TEST(misuse, idle_exit_unpaired, .timeout = 30)
+{
+	struct idle_case c = { scheme, IDLE_EXIT_UNPAIRED };
+	expect_abort(idle_misuse, &c, "lazymm: lmm_idle_exit: not idle");
+}
+
+/* ---------- membarrier(2) failing after registration ---------- */
+
+#if defined(LMM_HAVE_HAZARD) && !defined(LMM_NO_MEMBARRIER)
+#include <linux/filter.h>
+#include <linux/membarrier.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+/* A seccomp filter installed after lmm_domain_create: membarrier(2) fails with EPERM. */
+static void deny_membarrier(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		rel_fail("seccomp filter");
+}
+
+/*
+ * Hazard workers pair a compiler barrier with the last user's membarrier(2).
+ * If the call fails, that pair is gone: the library must say so, never fall
+ * back to a local fence while the workers keep their compiler barrier.
+ */
+static void hazard_membarrier_denied(void *arg)
+{
+	(void)arg;
+	struct lmm_domain *d = rel_domain(LMM_SCHEME_HAZARD, 0, 0);
+	struct rctx *a = rel_new(d);
+	deny_membarrier();
+	lmm_put(&a->ctx); /* the last user's heavy fence */
+}
+
+Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
+{
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) <= 0)
+		cr_skip_test("no membarrier(2) here");
+	expect_abort(hazard_membarrier_denied, NULL, "lazymm: membarrier");
+}
+#endif

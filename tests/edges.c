@@ -1,0 +1,553 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The edges a runtime reaches by doing ordinary things: a free hook that
+ * releases its own memory and drops another context, a thread cancelled in
+ * a final put, a signal still pending when the domain goes away, fork() from
+ * a multi-threaded process, a live context initialised again, signal numbers
+ * a runtime must not use, a worker with the signal blocked, a handler on an
+ * alternate stack, and rcu's bounds (backpressure, counted lazy sleepers).
+ * Public API only (tests/harness.c); each test names the rule it checks.
+ */
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sanitizer.h"
+#include "harness.h"
+
+static void nap_us(long us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+static void sig_mask(int signo, int how)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, signo);
+	pthread_sigmask(how, &set, NULL);
+}
+
+static bool uses_signals(enum lmm_scheme s)
+{
+	return s == LMM_SCHEME_SHOOTDOWN || s == LMM_SCHEME_RCU;
+}
+
+static struct lmm_domain *domain_timeout(enum lmm_scheme s, unsigned timeout_ms)
+{
+	struct lmm_config cfg = { .scheme = s, .ops = &harness_ops, .timeout_ms = timeout_ms };
+	struct lmm_domain *d = NULL;
+	int ret = lmm_domain_create(&cfg, &d);
+	cr_assert_eq(ret, 0, "lmm_domain_create: %d", ret);
+	return d;
+}
+
+/* Barrier until every context made so far is freed, then destroy. */
+static void finish(struct lmm_domain *d)
+{
+	int ret = 0;
+	for (int i = 0; i < 50; i++) {
+		ret = lmm_barrier(d);
+		struct lmm_stats st;
+		cr_assert_eq(lmm_stats(d, &st), 0);
+		if (!ret && st.contexts_live == 0)
+			break;
+	}
+	cr_assert_eq(ret, 0, "lmm_barrier: %d", ret);
+	ret = lmm_domain_destroy(d);
+	cr_assert_eq(ret, 0, "lmm_domain_destroy: %d (a free was lost)", ret);
+}
+
+/* ---------- a free hook that frees itself, then drops another context ---------- */
+
+/*
+ * The header allows free to drop other contexts. The nested final drop must
+ * not read the context whose free is running: its memory is the
+ * application's again (ASan reports the read as a use after free).
+ */
+SCHEME_TEST(free_hook_releases_then_drops)
+{
+	struct lmm_domain *d = h_domain(scheme, 0, 0);
+	struct tctx *parent = h_ctx(d, true);
+	lmm_grab(&parent->ctx);
+	lmm_put(&parent->ctx); /* users 0: parent lives on the count taken above */
+	struct tctx *child = h_ctx(d, true);
+	child->drop_on_free = &parent->ctx;
+	lmm_put(&child->ctx); /* free(child) frees its memory, then drops parent's last count */
+	finish(d);
+}
+
+/* ---------- lmm_ctx_init on a live context ---------- */
+
+SCHEME_TEST(ctx_init_live_refused)
+{
+	struct lmm_domain *d = h_domain(scheme, 0, 0);
+	struct tctx *a = h_ctx(d, true);
+	cr_assert_eq(lmm_ctx_init(d, &a->ctx), -EBUSY);
+	cr_assert_eq(lmm_ctx_init(d, lmm_init_ctx(d)), -EINVAL);
+	lmm_put(&a->ctx); /* still one user, one count: the refused call changed nothing */
+	finish(d);
+}
+
+/* ---------- signal numbers and blocked signals ---------- */
+
+SCHEME_TEST(signo_rejected)
+{
+	static const int bad[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT, SIGCHLD,
+				   SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT, SIGSTOP, SIGKILL, SIGINT,
+				   SIGQUIT, SIGTERM, SIGHUP, SIGALRM, 65, -1 };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops };
+	struct lmm_domain *d = NULL;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg.signo = bad[i];
+		cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL, "signal %d accepted", bad[i]);
+	}
+	static const int good[] = { SIGUSR1, SIGUSR2, 0 };
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		cfg.signo = good[i];
+		cr_assert_eq(lmm_domain_create(&cfg, &d), 0, "signal %d refused", good[i]);
+		cr_assert_eq(lmm_domain_destroy(d), 0);
+	}
+	cfg.signo = SIGRTMIN + 3;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
+
+static void *online_blocked_main(void *arg)
+{
+	struct lmm_domain *d = arg;
+	sig_mask(lmm_default_signo(), SIG_BLOCK);
+	struct lmm_worker *w = NULL;
+	int ret = lmm_worker_online(d, NULL, &w);
+	return (void *)(intptr_t)ret;
+}
+
+/* A worker that blocks the domain's signal from the start could never be reached. */
+SCHEME_TEST(online_with_signal_blocked)
+{
+	struct lmm_domain *d = h_domain(scheme, 0, 0);
+	pthread_t t;
+	void *ret;
+	cr_assert_eq(pthread_create(&t, NULL, online_blocked_main, d), 0);
+	cr_assert_eq(pthread_join(t, &ret), 0);
+	/* Domains of the other schemes signal only in the lmm_membarrier fallback. */
+	if (uses_signals(scheme))
+		cr_assert_eq((intptr_t)ret, -EDEADLK);
+	else if ((intptr_t)ret != 0)
+		cr_assert_eq((intptr_t)ret, -EDEADLK);
+	finish(d);
+}
+
+/* ---------- a worker driven step by step ---------- */
+
+struct holder {
+	struct lmm_domain *d;
+	struct lmm_ctx *a;
+	bool block, idle, altstack;
+	atomic_int step; /* main -> holder: 1 unblock, 2 offline and exit */
+	atomic_bool ready, done;
+	pthread_t th;
+	char *alt;
+	size_t alt_size;
+};
+
+static void *holder_main(void *arg)
+{
+	struct holder *h = arg;
+	struct lmm_worker *w = h_online(h->d);
+	if (h->altstack) {
+		stack_t ss = { .ss_sp = h->alt, .ss_size = h->alt_size };
+		if (sigaltstack(&ss, NULL))
+			h_fail("sigaltstack");
+	}
+	if (h->block)
+		sig_mask(lmm_default_signo(), SIG_BLOCK);
+	lmm_switch(w, h->a);
+	lmm_switch(w, NULL); /* lazy on a */
+	if (h->idle)
+		lmm_idle_enter(w);
+	atomic_store(&h->ready, true);
+	while (atomic_load(&h->step) < 1)
+		nap_us(200);
+	if (h->idle)
+		lmm_idle_exit(w);
+	if (h->block) {
+		lmm_worker_offline(w); /* leaves a: nothing of ours is needed any more */
+		while (atomic_load(&h->step) < 2)
+			nap_us(200);
+		sig_mask(lmm_default_signo(), SIG_UNBLOCK); /* what is still pending lands now */
+	} else {
+		while (atomic_load(&h->step) < 2)
+			nap_us(200);
+		lmm_worker_offline(w);
+	}
+	atomic_store(&h->done, true);
+	return NULL;
+}
+
+static void holder_start(struct holder *h)
+{
+	atomic_init(&h->step, 0);
+	atomic_init(&h->ready, false);
+	atomic_init(&h->done, false);
+	cr_assert_eq(pthread_create(&h->th, NULL, holder_main, h), 0);
+	while (!atomic_load(&h->ready))
+		nap_us(100);
+}
+
+/* ---------- a signal still pending when the domain goes away ---------- */
+
+/*
+ * The worker blocks the domain's signal while lazy; the final put (shootdown)
+ * or a grace period's nudge (rcu) sends it. The worker goes offline and the
+ * domain is destroyed with the signal still pending; unblocking it then must
+ * not kill the process (SIG_DFL for a realtime signal terminates).
+ */
+SCHEME_TEST(pending_signal_outlives_domain)
+{
+	if (!uses_signals(scheme))
+		cr_skip_test("%s sends no signal (outside the lmm_membarrier fallback)", lmm_scheme_name(scheme));
+	struct lmm_domain *d = domain_timeout(scheme, 3000);
+	struct tctx *a = h_ctx(d, true);
+	struct holder h = { .d = d, .a = &a->ctx, .block = true };
+	holder_start(&h);
+	struct tctx *b = h_ctx(d, true);
+	lmm_put(&b->ctx); /* rcu: a grace period that waits for the holder, who is nudged */
+	if (scheme == LMM_SCHEME_SHOOTDOWN)
+		lmm_put(&a->ctx); /* shootdown: the holder is signalled; the put hands a over */
+	nap_us(100000);       /* past rcu's nudge delay */
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	cr_assert_gt(st.signals_sent + st.rcu_nudges, 0, "no signal was sent to the holder");
+	atomic_store(&h.step, 1); /* offline with the signal pending */
+	while (lmm_stats(d, &st) == 0 && st.workers_online)
+		nap_us(200);
+	if (scheme != LMM_SCHEME_SHOOTDOWN)
+		lmm_put(&a->ctx);
+	finish(d);
+	atomic_store(&h.step, 2); /* unblock: the pending signal lands with no domain left */
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	cr_assert(atomic_load(&h.done));
+}
+
+/* ---------- cancellation inside a final put ---------- */
+
+struct putter {
+	struct lmm_domain *d;
+	struct tctx **ctx;
+	int n;
+	atomic_int started;
+};
+
+static void *putter_main(void *arg)
+{
+	struct putter *p = arg;
+	for (int i = 0; i < p->n; i++) {
+		atomic_store(&p->started, i + 1);
+		lmm_put(&p->ctx[i]->ctx);
+	}
+	for (;;)
+		pause(); /* a cancellation point: the test cancels us here at the latest */
+	return NULL;
+}
+
+/*
+ * A thread cancelled while its final put waits (shootdown: the dropper's
+ * polling round; rcu: backpressure) must not lose the free nor wedge the
+ * domain: no lazymm call is a cancellation point.
+ */
+SCHEME_TEST(cancel_in_final_put)
+{
+	if (!uses_signals(scheme))
+		cr_skip_test("%s's final put never waits", lmm_scheme_name(scheme));
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	if (scheme == LMM_SCHEME_RCU)
+		setenv("LMM_RCU_BACKLOG_MAX", "1", 1); /* the second put waits */
+	struct lmm_domain *d = domain_timeout(scheme, 1000);
+	struct tctx *a = h_ctx(d, false); /* read after its free */
+	struct holder h = { .d = d, .a = &a->ctx, .block = true };
+	holder_start(&h); /* lazy on a, signal blocked: every wait is a long one */
+	struct tctx *ctx[3] = { a, h_ctx(d, true), h_ctx(d, true) };
+	struct putter p = { .d = d, .ctx = ctx, .n = 3 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, putter_main, &p), 0);
+	/* shootdown: the first put polls the holder; rcu: the second waits for the first's grace period */
+	while (atomic_load(&p.started) < (scheme == LMM_SCHEME_RCU ? 2 : 1))
+		nap_us(1000);
+	nap_us(20000); /* inside the wait */
+	cr_assert_eq(pthread_cancel(t), 0);
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	for (int i = atomic_load(&p.started); i < 3; i++)
+		lmm_put(&ctx[i]->ctx);
+	atomic_store(&h.step, 1); /* the holder leaves */
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	finish(d);
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	free(a);
+}
+
+/* ---------- the handler on an alternate stack ---------- */
+
+static char *alt_lo, *alt_hi;
+static atomic_int on_alt, off_alt;
+
+static void alt_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+{
+	char here;
+	if (next == lmm_init_ctx(lmm_ctx_domain(next)) && prev != next)
+		atomic_fetch_add(&here >= alt_lo && &here < alt_hi ? &on_alt : &off_alt, 1);
+	harness_ops.switch_ctx(w, prev, next);
+}
+
+/* A runtime with small green-thread stacks gives its workers a sigaltstack. */
+Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
+{
+	static struct lmm_ops ops;
+	ops = harness_ops;
+	ops.switch_ctx = alt_switch_ctx;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .ops = &ops, .timeout_ms = 5000 };
+	struct lmm_domain *d = NULL;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	size_t size = 64 * 1024;
+	char *alt = malloc(size);
+	cr_assert_not_null(alt);
+	alt_lo = alt;
+	alt_hi = alt + size;
+	struct tctx *a = h_ctx(d, false); /* read after its free */
+	struct holder h = { .d = d, .a = &a->ctx, .altstack = true, .alt = alt, .alt_size = size };
+	holder_start(&h);
+	lmm_put(&a->ctx); /* the holder is signalled; its handler switches it to init */
+	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
+		nap_us(1000);
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	cr_assert_eq(atomic_load(&on_alt), 1, "switch to init in the handler ran off the sigaltstack");
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	finish(d);
+	free(alt);
+	free(a);
+}
+
+/* ---------- rcu's bounds ---------- */
+
+#ifdef LMM_HAVE_RCU
+/* A full backlog with grace periods stalled: the final put returns after timeout_ms. */
+Test(rcu, backpressure_bounded_by_timeout, .timeout = 60)
+{
+	setenv("LMM_RCU_BACKLOG_MAX", "1", 1);
+	struct lmm_domain *d = domain_timeout(LMM_SCHEME_RCU, 500);
+	struct tctx *a = h_ctx(d, true);
+	struct holder h = { .d = d, .a = &a->ctx, .block = true };
+	holder_start(&h); /* never reports a quiescent state, and cannot be nudged */
+	for (int i = 0; i < 4; i++)
+		lmm_put(&h_ctx(d, true)->ctx); /* each returns: the backlog overshoots */
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	cr_assert_geq(st.frees_pending, 3);
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	lmm_put(&a->ctx);
+	finish(d);
+}
+
+/*
+ * A lazy worker asleep in the idle bracket holds its context by a counted
+ * reference. When the context's last user goes, the free must still happen
+ * while the worker sleeps.
+ */
+static void sleeper_freed(bool idle)
+{
+	struct lmm_domain *d = domain_timeout(LMM_SCHEME_RCU, 5000);
+	struct tctx *a = h_ctx(d, false); /* read after its free */
+	struct holder h = { .d = d, .a = &a->ctx, .idle = idle };
+	holder_start(&h);
+	if (!idle) {
+		/* A grace period the sleeper stalls: its nudge counts the lazy hold. */
+		lmm_put(&h_ctx(d, true)->ctx);
+		cr_assert_eq(lmm_barrier(d), 0);
+	}
+	lmm_put(&a->ctx);
+	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
+		nap_us(1000);
+	cr_assert_eq(atomic_load(&a->frees), 1, "a context held by a sleeping worker was not freed");
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	finish(d);
+	free(a);
+}
+
+Test(rcu, idle_sleeper_counted_hold_freed, .timeout = 60) { sleeper_freed(true); }
+Test(rcu, nudged_sleeper_counted_hold_freed, .timeout = 60) { sleeper_freed(false); }
+#endif
+
+/* ---------- fork ---------- */
+
+/* Run fn in a child with a watchdog; the child must exit 0. */
+static void in_child(int (*fn)(void *), void *arg, const char *what)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn(arg));
+	}
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: child status %#x", what, status);
+}
+
+/* A child's whole life cycle of a domain: the one thing a child may do. */
+static int child_cycle(enum lmm_scheme s)
+{
+	struct lmm_config cfg = { .scheme = s, .ops = &harness_ops, .timeout_ms = 5000 };
+	struct lmm_domain *d = NULL;
+	int ret = lmm_domain_create(&cfg, &d);
+	if (ret)
+		return 10 - ret;
+	if (lmm_worker_self())
+		return 3; /* the forking thread's worker is not ours */
+	struct lmm_worker *w = h_online(d);
+	struct tctx *a = h_ctx(d, true), *b = h_ctx(d, true);
+	lmm_switch(w, &a->ctx);
+	lmm_switch(w, NULL);
+	lmm_switch(w, &b->ctx);
+	lmm_switch(w, NULL);
+	lmm_put(&a->ctx);
+	lmm_put(&b->ctx);
+	lmm_unlazy(w);
+	if (lmm_barrier(d) || lmm_worker_offline(w))
+		return 4;
+	return lmm_domain_destroy(d) ? 5 : 0;
+}
+
+static atomic_bool churn_stop;
+
+static void *churn_main(void *arg)
+{
+	enum lmm_scheme s = *(enum lmm_scheme *)arg;
+	struct lmm_config cfg = { .scheme = s, .ops = &harness_ops };
+	while (!atomic_load(&churn_stop)) {
+		struct lmm_domain *d = NULL;
+		if (lmm_domain_create(&cfg, &d) == 0)
+			lmm_domain_destroy(d);
+	}
+	return NULL;
+}
+
+#ifdef LMM_HAVE_SHOOTDOWN
+static int child_cycle_shootdown(void *arg)
+{
+	(void)arg;
+	return child_cycle(LMM_SCHEME_SHOOTDOWN);
+}
+
+/* fork() while another thread is inside domain create/destroy (the signal table's lock). */
+Test(fork, while_creating_domains, .timeout = 120)
+{
+	enum lmm_scheme s = LMM_SCHEME_SHOOTDOWN;
+	pthread_t t;
+	atomic_store(&churn_stop, false);
+	cr_assert_eq(pthread_create(&t, NULL, churn_main, &s), 0);
+	for (int i = 0; i < 200; i++)
+		in_child(child_cycle_shootdown, NULL, "child after a fork during create/destroy");
+	atomic_store(&churn_stop, true);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+}
+#endif
+
+struct parent_state {
+	struct lmm_domain *d[4];
+	struct tctx *a[4];
+	bool forked_rcu_expected_refused;
+};
+
+static int child_all_schemes(void *arg)
+{
+	struct parent_state *ps = arg;
+	for (int i = 0; i < 4; i++) {
+		enum lmm_scheme s = h_schemes[i];
+		if (!lmm_scheme_available(s))
+			continue;
+		if (s == LMM_SCHEME_RCU && ps->forked_rcu_expected_refused) {
+			struct lmm_config cfg = { .scheme = s, .ops = &harness_ops };
+			struct lmm_domain *d = NULL;
+			if (lmm_domain_create(&cfg, &d) != -ENOTRECOVERABLE)
+				return 20;
+			continue;
+		}
+		int ret = child_cycle(s);
+		if (ret)
+			return 30 + i * 10 + ret;
+	}
+	return 0;
+}
+
+/*
+ * The parent has a domain of every scheme, each with a worker (the forking
+ * thread one of them); the child creates, uses and destroys new domains of
+ * every scheme. rcu: liburcu-qsbr's registry still lists the parent's reader
+ * threads, which the child does not have, so rcu domains are refused there.
+ */
+Test(fork, child_uses_new_domains, .timeout = 60)
+{
+	struct parent_state ps = { .forked_rcu_expected_refused = lmm_scheme_available(LMM_SCHEME_RCU) };
+	struct h_idler idlers[4];
+	int n = 0;
+	for (int i = 0; i < 4; i++) {
+		if (!lmm_scheme_available(h_schemes[i]))
+			continue;
+		ps.d[i] = h_domain(h_schemes[i], 0, 0);
+		ps.a[i] = h_ctx(ps.d[i], true);
+		idlers[n] = (struct h_idler){ .d = ps.d[i], .run_first = &ps.a[i]->ctx };
+		h_idler_start(&idlers[n++]);
+	}
+	struct lmm_worker *self = h_online(ps.d[0]); /* the forking thread is a worker */
+	lmm_switch(self, &ps.a[0]->ctx);
+	in_child(child_all_schemes, &ps, "child using new domains");
+	lmm_switch(self, NULL);
+	cr_assert_eq(lmm_worker_offline(self), 0);
+	for (int i = 0; i < n; i++)
+		h_idler_stop(&idlers[i]);
+	for (int i = 0; i < 4; i++) {
+		if (!ps.d[i])
+			continue;
+		lmm_put(&ps.a[i]->ctx);
+		finish(ps.d[i]);
+	}
+}
+
+#ifdef LMM_HAVE_RCU
+static int child_rcu_only(void *arg)
+{
+	(void)arg;
+	return child_cycle(LMM_SCHEME_RCU);
+}
+
+/* A process that never made an rcu domain: its child may. */
+Test(fork, child_rcu_without_parent_rcu, .timeout = 60)
+{
+	struct lmm_domain *d = h_domain(LMM_SCHEME_HAZARD, 0, 0);
+	struct h_idler idler = { .d = d };
+	h_idler_start(&idler);
+	in_child(child_rcu_only, NULL, "child's rcu domain");
+	h_idler_stop(&idler);
+	finish(d);
+}
+#endif
