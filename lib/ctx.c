@@ -18,6 +18,9 @@ int lmm_ctx_init(struct lmm_domain *d, struct lmm_ctx *ctx)
 	if (!d || !ctx || ctx == &d->init)
 		return -EINVAL;
 	struct ctx_impl *c = ctx_impl(ctx);
+	/* A live context: free clears the magic, so memory given back through it never matches. */
+	if (c->magic == CTX_MAGIC)
+		return -EBUSY;
 	_Atomic(unsigned long) *mask = lmm__calloc(d->mask_words, sizeof(*mask));
 	if (!mask)
 		return -ENOMEM;
@@ -79,12 +82,14 @@ void lmm_put(struct lmm_ctx *ctx)
 	 */
 	(void)atomic_load_explicit(&c->users, memory_order_acquire);
 	struct lmm_domain *d = c->domain;
+	int cancel = cancel_off(); /* teardown, the scheme's scan and the final drop run to the end */
 	atomic_store_explicit(&c->state, CTX_TORN, memory_order_relaxed);
 	d->ops.teardown(ctx);
 	stat_add(d, ST_TEARDOWNS, 1);
 	if (d->scheme->users_zero)
 		d->scheme->users_zero(ctx);
 	lmm_drop(ctx);
+	cancel_restore(cancel);
 }
 
 void lmm_grab(struct lmm_ctx *ctx)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Domains: creation, the scheme table, lmm_barrier, lmm_stats, deferred frees. */
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,22 +177,21 @@ static void debug_check_free(struct lmm_domain *d, struct ctx_impl *c)
 static void run_free(struct ctx_impl *c)
 {
 	struct lmm_domain *d = c->domain;
-	unsigned epoch = c->free_epoch;
+	struct freeing self = { .domain = d, .free_epoch = c->free_epoch, .parent = lmm__freeing };
 
 	atomic_store_explicit(&c->state, CTX_FREED, memory_order_relaxed);
 	c->magic = 0; /* a later lmm_* call on it aborts instead of corrupting */
 	free(c->worker_mask);
-	struct ctx_impl *parent = lmm__freeing;
-	lmm__freeing = c;
-	d->ops.free(ctx_public(c));
-	lmm__freeing = parent;
+	lmm__freeing = &self;
+	d->ops.free(ctx_public(c)); /* from here on c is the application's: never read it again */
+	lmm__freeing = self.parent;
 	stat_add(d, ST_FREES, 1);
 	/* Release pairs with lmm_domain_destroy's acquire. Before the bucket, so that
 	 * a barrier that saw the bucket drain also sees the context gone. */
 	atomic_fetch_sub_explicit(&d->contexts_live, 1, memory_order_release);
 	/* Release pairs with lmm_barrier's and lmm_domain_destroy's acquire: the
 	 * free's effects are done. Our last access to d. */
-	atomic_fetch_sub_explicit(&d->free_inflight[epoch & 1], 1, memory_order_release);
+	atomic_fetch_sub_explicit(&d->free_inflight[self.free_epoch & 1], 1, memory_order_release);
 }
 
 /* A scheme says: no worker can have ctx installed any more. */
@@ -241,7 +241,9 @@ void lmm__count_zero(struct ctx_impl *c)
 registered:
 	c->free_epoch = (unsigned char)(e & 1);
 	atomic_store_explicit(&c->state, CTX_DYING, memory_order_relaxed);
+	int cancel = cancel_off(); /* the scheme may wait, and must not stop half-way (cancel_off) */
 	d->scheme->count_zero(ctx_public(c));
+	cancel_restore(cancel);
 }
 
 /* Wait until free_inflight[bucket] is 0; -ETIMEDOUT past the deadline. */
@@ -268,6 +270,7 @@ int lmm_barrier(struct lmm_domain *d)
 	if (lmm__freeing)
 		return -EDEADLK;
 
+	int cancel = cancel_off();
 	if (d->scheme->barrier_kick)
 		d->scheme->barrier_kick(d);
 	if (d->scheme->barrier_wait)
@@ -300,10 +303,60 @@ int lmm_barrier(struct lmm_domain *d)
 out:
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, false);
+	cancel_restore(cancel);
 	return ret;
 }
 
+/* --- fork --- */
+
+/*
+ * A child of a multi-threaded process has only the forking thread. It may
+ * use no domain it inherited, but it may create new ones: so every lock of
+ * the library that is not inside a domain (the signal table's, the rcu
+ * domain list's) is taken around fork() and released on both sides, and the
+ * forking thread's worker identity is left behind in the parent.
+ */
+static void atfork_phase(int phase)
+{
+	for (unsigned i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (schemes[i] && schemes[i]->atfork)
+			schemes[i]->atfork(phase);
+	lmm__signal_atfork(phase);
+	if (phase == LMM_FORK_CHILD)
+		lmm__worker_atfork_child();
+}
+
+static void atfork_prepare(void) { atfork_phase(LMM_FORK_PREPARE); }
+static void atfork_parent(void) { atfork_phase(LMM_FORK_PARENT); }
+static void atfork_child(void) { atfork_phase(LMM_FORK_CHILD); }
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_err;
+
+static void atfork_register(void)
+{
+	atfork_err = pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
 /* --- domains --- */
+
+/*
+ * Signals a domain may use: SIGUSR1, SIGUSR2 and the realtime ones. The
+ * others are the kernel's (faults, SIGCHLD, SIGPIPE, job control), the C
+ * library's (those below SIGRTMIN) or the user's (SIGINT, SIGTERM ...): a
+ * handler of ours on them would swallow a fault or an order to stop.
+ */
+static bool signo_usable(int signo)
+{
+	return signo == 0 || signo == SIGUSR1 || signo == SIGUSR2 ||
+	       (signo >= SIGRTMIN && signo <= SIGRTMAX);
+}
+
+bool lmm__domain_signals(const struct lmm_domain *d)
+{
+	/* lmm__membarrier_fallback() gives the answer it gave at create. */
+	return d->scheme->uses_signals || lmm__membarrier_fallback();
+}
 
 int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 {
@@ -316,11 +369,14 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 		return -EINVAL;
 	if (!lmm_scheme_name(cfg->scheme))
 		return -EINVAL;
-	if (cfg->signo < 0 || cfg->signo >= 65)
+	if (!signo_usable(cfg->signo))
 		return -EINVAL;
 	const struct lmm_scheme_ops *scheme = scheme_ops(cfg->scheme);
 	if (!scheme)
 		return -EPROTONOSUPPORT;
+	pthread_once(&atfork_once, atfork_register);
+	if (atfork_err)
+		return -atfork_err;
 
 	struct lmm_domain *d = lmm__aligned_alloc(LMM_HOT_ALIGN, sizeof(*d));
 	if (!d)
@@ -366,7 +422,7 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 		d->defer_started = true;
 	}
 	/* Without membarrier(2), lmm_membarrier signals workers of any scheme. */
-	bool need_signal = scheme->uses_signals || lmm__membarrier_fallback();
+	bool need_signal = lmm__domain_signals(d);
 	if (need_signal) {
 		ret = lmm__signal_install(d);
 		if (ret)
@@ -415,12 +471,14 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	if (busy || freeing)
 		return -EBUSY;
 
+	int cancel = cancel_off(); /* the joins below are cancellation points */
 	if (d->scheme->domain_fini)
 		d->scheme->domain_fini(d);
-	/* lmm__membarrier_fallback() gives the answer it gave at create. */
-	if (d->scheme->uses_signals || lmm__membarrier_fallback())
+	if (lmm__domain_signals(d))
 		lmm__signal_uninstall(d);
 	defer_stop(d);
+	cancel_restore(cancel);
+	ctx_impl(&d->init)->magic = 0; /* memory reused for a context is not live */
 	for (unsigned i = 0; i < d->max_workers; i++) {
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_relaxed);
 		if (w) {

@@ -99,6 +99,8 @@ struct lmm_worker {
 	bool membarrier_fence;
 	unsigned char lazy; /* enum lazy_hooks: the scheme's, copied onto our own line */
 	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
+	/* Between lmm_idle_enter and lmm_idle_exit; path is then the general copy, which checks it. */
+	bool idle;
 	unsigned id;
 	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
 	_Atomic(uintptr_t) slot[2];
@@ -159,7 +161,11 @@ struct lmm_scheme_ops {
 	/* The domain's signal landed on w, outside any switch (maybe in the handler). */
 	void (*signal)(struct lmm_worker *w);
 	void (*stats)(struct lmm_domain *d, struct lmm_stats *out); /* optional: gauges */
+	/* Optional, process-wide: pthread_atfork's three phases (enum lmm_fork_phase). */
+	void (*atfork)(int phase);
 };
+
+enum lmm_fork_phase { LMM_FORK_PREPARE, LMM_FORK_PARENT, LMM_FORK_CHILD };
 
 /* Domain-wide counters, indexed; mapped to struct lmm_stats in domain.c. */
 enum lmm_stat {
@@ -235,14 +241,51 @@ LMM_HIDDEN int lmm__signal_install(struct lmm_domain *d);
 LMM_HIDDEN void lmm__signal_uninstall(struct lmm_domain *d);
 LMM_HIDDEN bool lmm__signal_worker(struct lmm_worker *w);
 LMM_HIDDEN void lmm__signal_deferred(struct lmm_worker *w);
+LMM_HIDDEN void lmm__signal_atfork(int phase);
+/* Whether w's thread blocks the domain's signal now (lmm_worker_online refuses it). */
+LMM_HIDDEN bool lmm__signal_blocked(const struct lmm_domain *d);
+/* The domain installed a handler for its signal: its scheme or lmm_membarrier's fallback signals. */
+LMM_HIDDEN bool lmm__domain_signals(const struct lmm_domain *d);
+LMM_HIDDEN void lmm__worker_atfork_child(void);
 /* lmm_membarrier (membarrier.c): whether it signals workers; the handler's part. */
 LMM_HIDDEN bool lmm__membarrier_fallback(void);
 LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
 /* switch.c: which copy of the switch body w takes (set once, at worker creation). */
 LMM_HIDDEN unsigned char lmm__switch_path(const struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
-/* The context whose free runs on this thread now (nested frees: the innermost); NULL outside free. */
-LMM_HIDDEN extern __thread struct ctx_impl *lmm__freeing __attribute__((tls_model("initial-exec")));
+/*
+ * A free running on this thread (nested frees: the innermost). It lives on
+ * run_free's stack, not in the context: once the free hook runs, the
+ * context's memory is the application's, and a nested lmm_drop must find
+ * the domain and bucket without reading it.
+ */
+struct freeing {
+	struct lmm_domain *domain;
+	unsigned char free_epoch;
+	struct freeing *parent;
+};
+/* NULL outside free. */
+LMM_HIDDEN extern __thread struct freeing *lmm__freeing __attribute__((tls_model("initial-exec")));
+
+/*
+ * No lazymm call is a cancellation point: every wait of the library (a
+ * shootdown round's naps, rcu backpressure, lmm_barrier, joins) and every
+ * hook it runs from a final drop happen with cancellation disabled, and the
+ * caller's state is restored before the call returns. Cancelled inside such
+ * a wait, a thread would leave a dying context in a local list or a lock
+ * held. Never called in a signal handler: no path from one reaches a drop.
+ */
+static inline int cancel_off(void)
+{
+	int old;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	return old;
+}
+
+static inline void cancel_restore(int old)
+{
+	pthread_setcancelstate(old, NULL);
+}
 
 static inline void stat_add(struct lmm_domain *d, enum lmm_stat s, uint64_t n)
 {

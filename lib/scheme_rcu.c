@@ -39,6 +39,14 @@
 #define RS_REGISTERED 0x4u /* we registered this thread with QSBR */
 #define RS_PARKED 0x8u     /* offline for lmm_barrier or backpressure, not idle */
 /* w->slot[RCU_GP_WAITING]: non-zero while a grace period waits (written by reclaim threads). */
+/*
+ * w->scheme_cold[RCU_ORPHAN]: a context whose count the nudge handler took
+ * to 0 when it left a counted lazy hold (leave_torn). The handler cannot run
+ * the final drop (it takes locks); the worker's next install, lmm_idle_exit
+ * or offline, or the last user waiting in users_zero, runs it.
+ */
+#define RCU_ORPHAN 0
+#define LEAVE_WAIT_NS (100ull * 1000000) /* users_zero's bounded wait for sleepers to leave */
 
 #define DEFAULT_NUDGE_MS 20
 #define DEFAULT_BACKLOG_MAX 4096
@@ -66,6 +74,10 @@ static struct rcu_domain *all_domains;
 static unsigned gp_waiting; /* grace periods in progress, under all_lock */
 
 static __thread bool is_reclaimer;
+/* rcu_signal runs (maybe in the handler): drops become leave_torn's atomic decrement. */
+static __thread bool in_signal;
+/* A child of a process that had rcu domains: liburcu-qsbr's registry lists ghosts (fork). */
+static bool rcu_used, forked_after_rcu;
 
 static inline struct ctx_impl *queue_next(struct ctx_impl *c)
 {
@@ -111,11 +123,33 @@ static void settle_lazy_hold(struct lmm_worker *w)
 	if (atomic_load_explicit(&w->current, memory_order_relaxed) || ctx_is_init(active) ||
 	    (rs_get(w) & RS_COUNTED))
 		return;
-	if (count_inc_not_zero(ctx_impl(active)))
-		rs_set(w, rs_get(w) | RS_COUNTED);
-	else
+	if (!count_inc_not_zero(ctx_impl(active))) {
 		/* Its count reached 0: it is dying and waits for us. Leave it first. */
 		lmm__unlazy(w);
+		return;
+	}
+	rs_set(w, rs_get(w) | RS_COUNTED);
+	/*
+	 * Store->load: RS_COUNTED above before the users load below. Pairs
+	 * with the fence in rcu_users_zero, after the last user's decrement
+	 * and before its scan of RS_COUNTED: either it sees our counted hold
+	 * and makes us leave, or we see the users gone and leave now. A
+	 * counted hold on a context with no users would keep it from being
+	 * freed for as long as we sleep.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Relaxed: the fence pair above is the ordering. */
+	if (atomic_load_explicit(&ctx_impl(active)->users, memory_order_relaxed) <= 0)
+		lmm__unlazy(w);
+}
+
+/* The final drop of a context the handler left (RCU_ORPHAN), in a thread context. */
+static void drain_orphan(struct lmm_worker *w)
+{
+	/* Acquire: pairs with leave_torn's release store (the hold's last use comes first). */
+	uintptr_t v = atomic_exchange_explicit(&w->scheme_cold[RCU_ORPHAN], 0, memory_order_acquire);
+	if (v)
+		lmm__count_zero(ctx_impl((struct lmm_ctx *)v));
 }
 
 /* Report a quiescent state if the thread is an online reader. */
@@ -171,19 +205,41 @@ void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
 	critical_exit(w);
 }
 
+/*
+ * Give back a counted hold from the handler: an atomic decrement only. If
+ * it was the last reference, the final drop (locks, maybe a wait) is left
+ * to a thread context through RCU_ORPHAN.
+ */
+static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	/*
+	 * Acq_rel, as lmm_drop's decrement plus its acquire load: switch_ctx's
+	 * last use of ctx comes first, and whoever runs the final drop sees
+	 * every earlier drop.
+	 */
+	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) == 1)
+		/* Release: pairs with drain_orphan's acquire exchange. */
+		atomic_store_explicit(&w->scheme_cold[RCU_ORPHAN], (uintptr_t)ctx, memory_order_release);
+}
+
 static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	uintptr_t rs = rs_get(w);
 	if (rs & RS_COUNTED) {
 		rs_set(w, rs & ~(uintptr_t)RS_COUNTED);
-		/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first. */
-		lmm_drop(ctx);
+		if (in_signal)
+			leave_torn(w, ctx);
+		else
+			/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first. */
+			lmm_drop(ctx);
 	}
 }
 
 /* After every install the worker holds no uncounted lazy context: a report is valid. */
 static void rcu_installed(struct lmm_worker *w)
 {
+	if (!in_signal)
+		drain_orphan(w);
 	/* Relaxed: a hint, as in rcu_lazy_resume. */
 	if (unlikely(atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed)))
 		report_qs(w);
@@ -192,10 +248,91 @@ static void rcu_installed(struct lmm_worker *w)
 /* The nudge: in the handler (critical was 0) or at the end of a switch. */
 static void rcu_signal(struct lmm_worker *w)
 {
-	if (!(rs_get(w) & RS_ONLINE))
-		return;
-	settle_lazy_hold(w);
-	urcu_qsbr_quiescent_state();
+	in_signal = true;
+	/* Relaxed: own state (inside the critical section). */
+	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
+	/*
+	 * A counted lazy hold on a context whose users are gone (rcu_users_zero
+	 * signalled us, idle or not): leave it, so that it can be freed while
+	 * we sleep. Relaxed users load: the counted hold keeps ctx alive, and
+	 * the fence pair in settle_lazy_hold / rcu_users_zero is the ordering.
+	 */
+	if ((rs_get(w) & RS_COUNTED) && !atomic_load_explicit(&w->current, memory_order_relaxed) &&
+	    atomic_load_explicit(&ctx_impl(active)->users, memory_order_relaxed) <= 0)
+		lmm__unlazy(w);
+	if (rs_get(w) & RS_ONLINE) {
+		settle_lazy_hold(w);
+		urcu_qsbr_quiescent_state();
+	}
+	in_signal = false;
+}
+
+/* --- the last user: workers asleep on a counted lazy hold must leave --- */
+
+struct leave_round {
+	struct lmm_ctx *ctx;
+	struct lmm_worker *self;
+	unsigned long long deadline;
+	unsigned waiting;
+};
+
+static bool holds_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+	/*
+	 * Acquire: pairs with the release store of active after switch_ctx (a
+	 * worker seen elsewhere is done with ctx). Relaxed state: ordered by
+	 * the fence in rcu_users_zero against settle_lazy_hold's.
+	 */
+	return atomic_load_explicit(&w->active, memory_order_acquire) == ctx &&
+	       (atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed) & RS_COUNTED);
+}
+
+static void leave_signal(struct lmm_worker *w, void *arg)
+{
+	struct leave_round *r = arg;
+	/* Counted in signals_sent only: not a nudge (no grace period waits for w). */
+	if (w != r->self && holds_counted(w, r->ctx) && lmm__signal_worker(w))
+		r->waiting++;
+}
+
+static void leave_poll(struct lmm_worker *w, void *arg)
+{
+	struct leave_round *r = arg;
+	if (w != r->self && holds_counted(w, r->ctx))
+		r->waiting++;
+	else
+		drain_orphan(w); /* its handler may have left the last reference */
+}
+
+/*
+ * Users reached 0; the users' count reference is still ours, so no handler
+ * that leaves ctx meanwhile takes its count to 0. Workers asleep on a
+ * counted lazy hold (lmm_idle_enter, or a nudge) would keep ctx until they
+ * wake: signal them and wait, bounded, until they left (rcu_signal). A
+ * worker that blocks the signal keeps ctx until it runs again.
+ */
+static void rcu_users_zero(struct lmm_ctx *ctx)
+{
+	struct ctx_impl *c = ctx_impl(ctx);
+	struct leave_round r = { .ctx = ctx, .self = lmm__self };
+
+	/* Store->load: pairs with settle_lazy_hold's fence (see there). */
+	atomic_thread_fence(memory_order_seq_cst);
+	struct lmm_worker *self = r.self;
+	/* Relaxed: own state. A hook inside the switch path cannot move us. */
+	if (self && self->domain == c->domain && holds_counted(self, ctx) &&
+	    !atomic_load_explicit(&self->current, memory_order_relaxed) &&
+	    atomic_load_explicit(&self->critical, memory_order_relaxed) == 0)
+		lmm__unlazy(self);
+	lmm__mask_for_each(c, leave_signal, &r);
+	r.deadline = lmm_plat_now_ns() + LEAVE_WAIT_NS;
+	for (unsigned long long nap = 1000; r.waiting && lmm_plat_now_ns() < r.deadline;) {
+		lmm_plat_sleep_ns(nap);
+		if (nap < 1000000)
+			nap *= 2;
+		r.waiting = 0;
+		lmm__mask_for_each(c, leave_poll, &r);
+	}
 }
 
 /* --- grace-period flags and nudges, over every rcu domain --- */
@@ -406,9 +543,12 @@ static void backpressure(struct rcu_domain *rd)
 		parked = go_offline(w, RS_PARKED);
 		critical_exit(w);
 	}
+	/* Bounded by timeout_ms: with grace periods stalled, the backlog overshoots instead. */
+	struct timespec deadline = deadline_after(rd->d->barrier_timeout_ms * 1000000ull);
 	pthread_mutex_lock(&rd->lock);
 	while (atomic_load_explicit(&rd->backlog, memory_order_relaxed) >= rd->backlog_limit)
-		pthread_cond_wait(&rd->progress, &rd->lock);
+		if (pthread_cond_timedwait(&rd->progress, &rd->lock, &deadline) == ETIMEDOUT)
+			break;
 	pthread_mutex_unlock(&rd->lock);
 	if (parked) {
 		critical_enter(w);
@@ -464,6 +604,7 @@ static void rcu_idle_enter(struct lmm_worker *w)
 
 static void rcu_idle_exit(struct lmm_worker *w)
 {
+	drain_orphan(w);
 	critical_enter(w);
 	if ((rs_get(w) & (RS_REGISTERED | RS_ONLINE)) == RS_REGISTERED)
 		go_online(w, 0);
@@ -500,6 +641,7 @@ static int rcu_worker_online(struct lmm_worker *w)
 
 static void rcu_worker_offline(struct lmm_worker *w)
 {
+	drain_orphan(w);
 	critical_enter(w);
 	/* The core already ended the lazy hold: nothing counted is left. */
 	if (rs_get(w) & RS_REGISTERED) {
@@ -524,6 +666,14 @@ static unsigned long env_ulong(const char *name, unsigned long def, unsigned lon
 
 static int rcu_domain_init(struct lmm_domain *d)
 {
+	/*
+	 * A child of a process that had an rcu domain: liburcu-qsbr's registry
+	 * still lists the parent's reader threads, online, which the child
+	 * does not have, and liburcu's call_rcu thread is gone too. No grace
+	 * period could ever end here.
+	 */
+	if (forked_after_rcu)
+		return -ENOTRECOVERABLE;
 	struct rcu_domain *rd = calloc(1, sizeof(*rd));
 	if (!rd)
 		return -ENOMEM;
@@ -540,7 +690,7 @@ static int rcu_domain_init(struct lmm_domain *d)
 		goto err_attr;
 	if (pthread_cond_init(&rd->wake, &ca))
 		goto err_lock;
-	if (pthread_cond_init(&rd->progress, NULL))
+	if (pthread_cond_init(&rd->progress, &ca))
 		goto err_wake;
 	ret = -pthread_create(&rd->thread, NULL, reclaim_main, rd);
 	if (ret)
@@ -550,6 +700,7 @@ static int rcu_domain_init(struct lmm_domain *d)
 	pthread_mutex_lock(&all_lock);
 	rd->next = all_domains;
 	all_domains = rd;
+	rcu_used = true;
 	pthread_mutex_unlock(&all_lock);
 	return 0;
 
@@ -598,6 +749,21 @@ static void rcu_stats(struct lmm_domain *d, struct lmm_stats *out)
 	out->rcu_backlog_max = atomic_load_explicit(&rd->backlog_max, memory_order_relaxed);
 }
 
+static void rcu_atfork(int phase)
+{
+	if (phase == LMM_FORK_PREPARE) {
+		pthread_mutex_lock(&all_lock);
+		return;
+	}
+	if (phase == LMM_FORK_CHILD) {
+		forked_after_rcu = forked_after_rcu || rcu_used;
+		all_domains = NULL; /* the parent's: none is usable here */
+		is_reclaimer = false;
+		in_signal = false;
+	}
+	pthread_mutex_unlock(&all_lock);
+}
+
 const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.id = LMM_SCHEME_RCU,
 	.uses_signals = true,
@@ -607,6 +773,7 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.worker_offline = rcu_worker_offline,
 	.lazy = LAZY_RCU,
 	.lazy_release = rcu_lazy_release,
+	.users_zero = rcu_users_zero,
 	.installed = rcu_installed,
 	.count_zero = rcu_count_zero,
 	.barrier_wait = rcu_barrier_wait,
@@ -614,4 +781,5 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.idle_exit = rcu_idle_exit,
 	.signal = rcu_signal,
 	.stats = rcu_stats,
+	.atfork = rcu_atfork,
 };

@@ -78,7 +78,13 @@ int lmm__signal_install(struct lmm_domain *d)
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = handler;
-		sa.sa_flags = SA_SIGINFO | SA_RESTART;
+		/*
+		 * SA_ONSTACK: a worker that runs green threads on small stacks
+		 * gives itself a sigaltstack, and the handler (which may run
+		 * switch_ctx towards init) uses it; without one, the interrupted
+		 * stack, as before.
+		 */
+		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 		sigemptyset(&sa.sa_mask);
 		if (sigaction(sig, &sa, &sig_table[sig].old))
 			ret = -errno;
@@ -94,9 +100,39 @@ void lmm__signal_uninstall(struct lmm_domain *d)
 	int sig = d->signo;
 
 	pthread_mutex_lock(&sig_lock);
-	if (--sig_table[sig].users == 0)
+	if (--sig_table[sig].users == 0) {
+		/*
+		 * A signal of ours may still be pending on a thread that blocks
+		 * it (a worker that went offline meanwhile). The previous action
+		 * is usually SIG_DFL, which for these numbers terminates the
+		 * process when the thread unblocks it. Setting SIG_IGN discards
+		 * every pending instance, process-wide and on each thread
+		 * (POSIX sigaction, "Signal Actions"); no sender of ours is left
+		 * (every worker is offline), so then restoring is safe.
+		 */
+		struct sigaction ign;
+		memset(&ign, 0, sizeof(ign));
+		ign.sa_handler = SIG_IGN;
+		sigemptyset(&ign.sa_mask);
+		sigaction(sig, &ign, NULL);
 		sigaction(sig, &sig_table[sig].old, NULL);
+	}
 	pthread_mutex_unlock(&sig_lock);
+}
+
+/* fork(): the table's lock is free in the child (see atfork_phase in domain.c). */
+void lmm__signal_atfork(int phase)
+{
+	if (phase == LMM_FORK_PREPARE)
+		pthread_mutex_lock(&sig_lock);
+	else
+		pthread_mutex_unlock(&sig_lock);
+}
+
+bool lmm__signal_blocked(const struct lmm_domain *d)
+{
+	sigset_t set;
+	return pthread_sigmask(SIG_BLOCK, NULL, &set) == 0 && sigismember(&set, d->signo) == 1;
 }
 
 bool lmm__signal_worker(struct lmm_worker *w)

@@ -126,8 +126,12 @@ static __attribute__((noinline)) void switch_slow(struct lmm_worker *w, struct l
 		if (!cur)
 			lazy_hit(w, next, w->lazy, true); /* a handler moved us to init, and next is init */
 	} else {
-		if (unlikely(w->debug) && ctx_impl(next)->magic != CTX_MAGIC)
+		/* Off the fast path, so always: a stranger's mask is not sized for our ids. */
+		if (ctx_impl(next)->magic != CTX_MAGIC)
 			lmm__die("lmm_switch", "%p is not a live context", (void *)next);
+		if (ctx_impl(next)->domain != w->domain)
+			lmm__die("lmm_switch", "context %p belongs to another domain than worker %u's",
+				 (void *)next, w->id);
 		if (cur)
 			current_leaving(w);
 		/* Relaxed: as in lazy_hit. */
@@ -181,6 +185,8 @@ static inline __attribute__((always_inline)) void switch_body(struct lmm_worker 
  */
 static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struct lmm_ctx *next)
 {
+	if (w->idle)
+		lmm__die("lmm_switch", "called between lmm_idle_enter and lmm_idle_exit");
 	switch_body(w, next, w->lazy, true);
 }
 
@@ -201,7 +207,7 @@ enum switch_path { PATH_GENERAL, PATH_NONE, PATH_HAZARD, PATH_RCU };
 
 unsigned char lmm__switch_path(const struct lmm_worker *w)
 {
-	if (w->debug || w->membarrier_fence)
+	if (w->debug || w->membarrier_fence || w->idle)
 		return PATH_GENERAL;
 	switch (w->lazy) {
 	case LAZY_NONE:

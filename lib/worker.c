@@ -7,7 +7,7 @@
 #include "internal.h"
 
 __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
-__thread struct ctx_impl *lmm__freeing __attribute__((tls_model("initial-exec")));
+__thread struct freeing *lmm__freeing __attribute__((tls_model("initial-exec")));
 
 /* Takes a worker offline when its thread exits without lmm_worker_offline. */
 static pthread_key_t exit_key;
@@ -21,6 +21,8 @@ static void worker_thread_exit(void *arg)
 	struct lmm_worker *w = arg;
 	if (lmm__self != w)
 		return;
+	if (w->idle)
+		lmm_idle_exit(w); /* the thread exits from its idle loop */
 	/* A task's context may still be current: the thread is gone, so is the task. */
 	lmm_switch(w, NULL);
 	do_offline(w);
@@ -60,6 +62,9 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 		return -EINVAL;
 	if (lmm__self)
 		return -EEXIST;
+	/* A worker that blocks the signal could never be shot down or nudged. */
+	if (lmm__domain_signals(d) && lmm__signal_blocked(d))
+		return -EDEADLK;
 	pthread_once(&exit_key_once, exit_key_init);
 	if (exit_key_err)
 		return -exit_key_err;
@@ -102,6 +107,8 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 	}
 	w->data = data;
 	w->thread = pthread_self();
+	w->idle = false; /* a slot whose last owner went offline inside the idle bracket */
+	w->path = lmm__switch_path(w);
 	atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
 	atomic_store_explicit(&w->active, &d->init, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->generation, 1, memory_order_relaxed);
@@ -179,10 +186,20 @@ struct lmm_worker *lmm_worker_self(void)
 	return lmm__self;
 }
 
+/*
+ * The idle bracket. Inside it the worker takes lmm_switch's general copy,
+ * which aborts (switch_general): under rcu the worker is RCU-offline there,
+ * so a context it switched to could be freed while installed. The flag and
+ * the path byte are the owner's; no handler reads them.
+ */
 void lmm_idle_enter(struct lmm_worker *w)
 {
 	if (unlikely(lmm__self != w))
 		lmm__die("lmm_idle_enter", "worker %p used from a thread that is not that worker", (void *)w);
+	if (w->idle)
+		lmm__die("lmm_idle_enter", "already idle (lmm_idle_enter twice without lmm_idle_exit)");
+	w->idle = true;
+	w->path = lmm__switch_path(w);
 	if (w->scheme->idle_enter)
 		w->scheme->idle_enter(w);
 }
@@ -191,8 +208,21 @@ void lmm_idle_exit(struct lmm_worker *w)
 {
 	if (unlikely(lmm__self != w))
 		lmm__die("lmm_idle_exit", "worker %p used from a thread that is not that worker", (void *)w);
+	if (!w->idle)
+		lmm__die("lmm_idle_exit", "not idle (lmm_idle_exit without lmm_idle_enter)");
 	if (w->scheme->idle_exit)
 		w->scheme->idle_exit(w);
+	w->idle = false;
+	w->path = lmm__switch_path(w);
+}
+
+/* fork(): the child's only thread is not the worker the forking thread was. */
+void lmm__worker_atfork_child(void)
+{
+	if (lmm__self)
+		pthread_setspecific(exit_key, NULL); /* the key exists: a worker was made */
+	lmm__self = NULL;
+	lmm__freeing = NULL;
 }
 
 /* Every published worker whose bit is set in c's mask. */

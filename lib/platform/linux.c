@@ -2,6 +2,9 @@
 /* The platform seam on Linux (glibc and musl). */
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -45,11 +48,25 @@ bool lmm_plat_have_membarrier(void)
 
 void lmm_plat_heavy_fence(void)
 {
-	if (lmm_plat_have_membarrier() &&
-	    sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) == 0)
+	if (!lmm_plat_have_membarrier()) {
+		/* No membarrier: the fast side uses a full fence too (see platform.h). */
+		atomic_thread_fence(memory_order_seq_cst);
 		return;
-	/* No membarrier: the fast side uses a full fence too (see platform.h). */
-	atomic_thread_fence(memory_order_seq_cst);
+	}
+	if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) == 0)
+		return;
+	/*
+	 * Registered, and now refused (a seccomp filter installed later, say).
+	 * The fast sides already rely on a compiler barrier only: a local
+	 * fence here would let the store-buffering outcome through. Say so.
+	 */
+	char msg[160];
+	int n = snprintf(msg, sizeof(msg),
+			 "lazymm: membarrier(2) PRIVATE_EXPEDITED failed after registration (%s); "
+			 "the hazard scheme cannot order its slots\n", strerror(errno));
+	if (n > 0 && write(2, msg, (size_t)n) < 0)
+		n = 0;
+	abort();
 }
 
 int lmm_plat_membarrier(void)
