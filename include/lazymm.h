@@ -19,6 +19,20 @@
  * Every function returning int returns 0 or a negative errno value. See
  * docs/design.md for the concepts and the switch path, and docs/api.md for
  * the per-function reference.
+ *
+ * At the edges, for every call:
+ * - Cancellation: no lazymm call is a cancellation point. Each disables
+ *   cancellation around its own waits and around the hooks a final put or
+ *   drop runs (teardown, free), and restores the caller's state before it
+ *   returns; a pending cancellation acts at the caller's next cancellation
+ *   point. Asynchronous cancellation must be disabled around every call.
+ * - fork(): a child may use no domain, worker or context it inherited, and
+ *   its thread is no worker (lmm_worker_self() is NULL there). It may
+ *   create, use and destroy new domains of every scheme, except rcu in the
+ *   child of a process that had created an rcu domain: -ENOTRECOVERABLE
+ *   (liburcu-qsbr's registry still lists the parent's reader threads).
+ * - Signal handlers: no lazymm call may be made from one, except from
+ *   switch_ctx when the library runs it there.
  */
 #ifndef LAZYMM_H
 #define LAZYMM_H
@@ -71,6 +85,8 @@ struct lmm_ops {
 	 * installed until now). Never NULL, never equal. Runs on @w's thread.
 	 * Under the shootdown and rcu schemes a switch towards the init context may run
 	 * inside the domain's signal handler: it must then be async-signal-safe.
+	 * The handler runs on the worker's sigaltstack if it has one
+	 * (SA_ONSTACK); the library's own frames there take under 1 KiB.
 	 */
 	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next);
 	/* Users reached 0 (exit_mmap): runs once, on the thread that dropped it. */
@@ -94,7 +110,11 @@ struct lmm_config {
 	const struct lmm_ops *ops;
 	unsigned max_workers; /* 0: LMM_DEFAULT_MAX_WORKERS */
 	unsigned flags;       /* LMM_F_* */
-	int signo;            /* signal used by schemes that need one; 0: lmm_default_signo() */
+	/*
+	 * Signal used by schemes that need one; 0: lmm_default_signo(). Only
+	 * SIGUSR1, SIGUSR2 or SIGRTMIN..SIGRTMAX (-EINVAL otherwise).
+	 */
+	int signo;
 	unsigned timeout_ms;  /* how long lmm_barrier waits before -ETIMEDOUT; 0: 10000 */
 };
 
@@ -138,7 +158,11 @@ struct lmm_stats {
 
 /* --- domains --- */
 
-/* Create a domain. -EINVAL for a bad config, -EPROTONOSUPPORT for a scheme not built in. */
+/*
+ * Create a domain. -EINVAL for a bad config (an unusable signo included),
+ * -EPROTONOSUPPORT for a scheme not built in, -ENOTRECOVERABLE for rcu in
+ * a child of a process that had an rcu domain (fork, above).
+ */
 LMM_PUBLIC int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out);
 /* Destroy it. -EBUSY while workers are online, contexts live or frees pending. */
 LMM_PUBLIC int lmm_domain_destroy(struct lmm_domain *d);
@@ -160,7 +184,12 @@ LMM_PUBLIC enum lmm_scheme lmm_domain_scheme(const struct lmm_domain *d);
 /*
  * The calling thread joins @d as a worker with the init context installed.
  * -EEXIST if it already is a worker (of any domain), -ENOSPC if max_workers
- * are online. A thread that exits while online is taken offline.
+ * are online, -EDEADLK if the thread blocks the domain's signal (shootdown,
+ * rcu, and every scheme in the lmm_membarrier fallback). A worker that
+ * blocks it later is safe but slow: nothing is freed early, but the frees
+ * and lmm_membarrier calls that need it wait until it unblocks, switches
+ * away or goes offline (lmm_barrier may then return -ETIMEDOUT). A thread
+ * that exits while online is taken offline.
  */
 LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out);
 /*
@@ -175,13 +204,24 @@ LMM_PUBLIC void *lmm_worker_data(const struct lmm_worker *w);
 LMM_PUBLIC unsigned lmm_worker_id(const struct lmm_worker *w);
 /* The calling thread's worker, or NULL. A migrating green task re-reads it after every yield. */
 LMM_PUBLIC struct lmm_worker *lmm_worker_self(void);
-/* Bracket every sleep of the worker's idle loop. Cheap no-ops for schemes that need nothing. */
+/*
+ * Bracket every sleep of the worker's idle loop. Cheap no-ops for schemes
+ * that need nothing. Between the two, no lmm_switch (under rcu the worker
+ * is then RCU-offline: a context it switched to could be freed while
+ * installed); lmm_unlazy and lmm_worker_offline are allowed. A switch
+ * inside the bracket, a nested lmm_idle_enter or an lmm_idle_exit without
+ * one abort, naming the call, under every scheme.
+ */
 LMM_PUBLIC void lmm_idle_enter(struct lmm_worker *w);
 LMM_PUBLIC void lmm_idle_exit(struct lmm_worker *w);
 
 /* --- contexts --- */
 
-/* Initialise @ctx in @d with users = 1, count = 1. -ENOMEM, -EINVAL. */
+/*
+ * Initialise @ctx in @d with users = 1, count = 1. -ENOMEM, -EINVAL, or
+ * -EBUSY if @ctx is a live context (memory given back through the free
+ * hook is never live: free clears the library's mark).
+ */
 LMM_PUBLIC int lmm_ctx_init(struct lmm_domain *d, struct lmm_ctx *ctx);
 /* The domain @ctx belongs to. */
 LMM_PUBLIC struct lmm_domain *lmm_ctx_domain(const struct lmm_ctx *ctx);
@@ -209,11 +249,16 @@ LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
  * (the lazy hit) calls nothing. From a context-less task, lmm_switch(w, ctx)
  * ... lmm_switch(w, NULL) adopts ctx for a while (kthread_use_mm); take a
  * users reference first (lmm_get_not_zero if you hold only a count one).
+ * A context of another domain, or one that is not live, aborts.
  */
 LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
 /* A lazy worker switches to init now and drops its lazy hold. No-op otherwise. */
 LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
-/* The installed context: init, never NULL, while online. */
+/*
+ * The installed context: init, never NULL, while online. On the worker's
+ * own thread exact while a context is current; while it is lazy, the
+ * domain's signal handler (shootdown, rcu) may move it to init at any time.
+ */
 LMM_PUBLIC struct lmm_ctx *lmm_active(const struct lmm_worker *w);
 /* The context of the running task, or NULL. */
 LMM_PUBLIC struct lmm_ctx *lmm_current(const struct lmm_worker *w);
@@ -249,7 +294,10 @@ LMM_PUBLIC int lmm_scheme_parse(const char *name, enum lmm_scheme *out);
 LMM_PUBLIC bool lmm_scheme_available(enum lmm_scheme s);
 /*
  * The signal a domain uses when cfg.signo is 0 (shootdown, rcu, and the
- * lmm_membarrier fallback). Worker threads must not block it.
+ * lmm_membarrier fallback). Worker threads should not block it (see
+ * lmm_worker_online). When the last domain using a number is destroyed,
+ * instances still pending are discarded before the previous action is
+ * restored: none can kill the process later.
  */
 LMM_PUBLIC int lmm_default_signo(void);
 

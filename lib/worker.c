@@ -91,7 +91,12 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 		}
 	} else {
 		memset(&w->stats, 0, sizeof(w->stats));
-		/* Relaxed: the slot is offline; its hot block is ours until published. */
+		/*
+		 * Relaxed: a reused slot stays published (scanners never chase a
+		 * freed worker), so scanners may read these words now; they read
+		 * what an offline worker leaves (nothing held, nothing pending)
+		 * and find nothing to act on.
+		 */
 		atomic_store_explicit(&w->slot[0], 0, memory_order_relaxed);
 		atomic_store_explicit(&w->slot[1], 0, memory_order_relaxed);
 		atomic_store_explicit(&w->sig_pending, 0, memory_order_relaxed);
