@@ -36,7 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "sanitizer.h"
 
 #include "lazymm.h"
 
@@ -109,6 +113,9 @@ enum op {
 	OP_EXIT_WITH_CURRENT,
 	OP_OUTSIDE_REPLACE,
 	OP_DROP_ON_FREE,
+	OP_BLOCKED_SIGNAL,
+	OP_CANCELLED_PUT,
+	OP_FORK,
 	OP_NR
 };
 
@@ -127,6 +134,9 @@ static const char *const op_names[OP_NR] = {
 	[OP_EXIT_WITH_CURRENT] = "thread exit with a current context",
 	[OP_OUTSIDE_REPLACE] = "replace (maybe last put) off-worker",
 	[OP_DROP_ON_FREE] = "contexts whose free drops another",
+	[OP_BLOCKED_SIGNAL] = "lazy sleep, signal blocked",
+	[OP_CANCELLED_PUT] = "off-worker replace, thread cancelled",
+	[OP_FORK] = "fork; the child runs a domain",
 };
 
 static atomic_ullong op_count[OP_NR];
@@ -323,6 +333,83 @@ static void replace(struct round *r, unsigned i, unsigned *seed)
 	lmm_put(&old->ctx);
 }
 
+/* The child's hooks: the torture's own take locks another thread may have held at fork. */
+static int child_frees;
+static void child_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+{
+	(void)w, (void)prev, (void)next;
+}
+static void child_teardown(struct lmm_ctx *c) { (void)c; }
+static void child_free(struct lmm_ctx *c) { (void)c; child_frees++; }
+static const struct lmm_ops child_ops = { child_switch_ctx, child_teardown, child_free };
+
+/* A child of a fork: a domain of its own, one context through it, all torn down. */
+static int fork_child(void)
+{
+	alarm(20); /* a lock of the library left held in the child would hang it */
+	if (lmm_worker_self())
+		return 3; /* the forking thread's worker is not the child's */
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_REFCOUNT, .ops = &child_ops };
+	struct lmm_domain *d = NULL;
+	struct lmm_worker *w = NULL;
+	static struct lmm_ctx ctx;
+	if (lmm_domain_create(&cfg, &d) || lmm_worker_online(d, NULL, &w) || lmm_ctx_init(d, &ctx))
+		return 4;
+	lmm_switch(w, &ctx);
+	lmm_switch(w, NULL);
+	lmm_put(&ctx);
+	lmm_unlazy(w);
+	if (lmm_barrier(d) || lmm_worker_offline(w) || lmm_domain_destroy(d) || child_frees != 1)
+		return 5;
+	return 0;
+}
+
+static void fork_and_wait(void)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		violation("fork");
+	if (pid == 0)
+		_exit(fork_child());
+	int status;
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "lmm-torture: fork child status %#x\n", status);
+		violation("a child of fork could not run a domain of its own");
+	}
+}
+
+struct cancelled {
+	struct round *r;
+	unsigned seed;
+	atomic_bool done;
+};
+
+/* A last put from a thread that is cancelled meanwhile: the put must still complete. */
+static void *cancelled_main(void *arg)
+{
+	struct cancelled *c = arg;
+	replace(c->r, rnd(&c->seed) % c->r->nslots, &c->seed);
+	atomic_store(&c->done, true);
+	for (;;)
+		pause(); /* cancelled here at the latest */
+	return NULL;
+}
+
+static void cancelled_put(struct round *r, unsigned *seed)
+{
+	struct cancelled c = { .r = r, .seed = rnd(seed) | 1 };
+	pthread_t t;
+	if (pthread_create(&t, NULL, cancelled_main, &c))
+		violation("pthread_create");
+	nap_ns((long)(rnd(seed) % 200000));
+	pthread_cancel(t);
+	void *res;
+	pthread_join(t, &res);
+	if (!atomic_load(&c.done))
+		violation("a put was stopped half-way by a cancellation");
+}
+
 struct runner {
 	struct round *r;
 	unsigned seed;
@@ -391,6 +478,15 @@ static void *worker_main(void *arg)
 			/* A lazy worker that sleeps without telling the library. */
 			nap_ns(10000 + rnd(&s) % 200000);
 			count_op(OP_LAZY_SLEEP);
+		} else if (x < 80) {
+			/* The same with the signal blocked: frees that need us wait, none is lost. */
+			sigset_t set;
+			sigemptyset(&set);
+			sigaddset(&set, lmm_default_signo());
+			pthread_sigmask(SIG_BLOCK, &set, NULL);
+			nap_ns(10000 + rnd(&s) % 200000);
+			pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+			count_op(OP_BLOCKED_SIGNAL);
 		} else if (x < 83) {
 			ret = lmm_worker_offline(w);
 			if (ret)
@@ -398,6 +494,9 @@ static void *worker_main(void *arg)
 			seen_installed = NULL;
 			w = online(r);
 			count_op(OP_OFFLINE_ONLINE);
+		} else if (x < 84 && rnd(&s) % 8 == 0) {
+			fork_and_wait();
+			count_op(OP_FORK);
 		} else if (x < 85) {
 			ret = lmm_barrier(r->d);
 			if (ret) {
@@ -488,6 +587,12 @@ static void run_round(enum lmm_scheme scheme, unsigned flags, double secs, unsig
 			}
 			count_op(OP_BARRIER);
 		}
+#ifndef LMM_TEST_TSAN /* pthread_cancel under TSan: google/sanitizers#646 */
+		if (rnd(&s) % 16 == 0) {
+			cancelled_put(&r, &s);
+			count_op(OP_CANCELLED_PUT);
+		}
+#endif
 		nap_ns(50000);
 	}
 	atomic_store(&r.stop, true);
