@@ -163,11 +163,9 @@ static void *holder_main(void *arg)
 {
 	struct holder *h = arg;
 	struct lmm_worker *w = h_online(h->d);
-	if (h->altstack) {
-		stack_t ss = { .ss_sp = h->alt, .ss_size = h->alt_size };
-		if (sigaltstack(&ss, NULL))
-			h_fail("sigaltstack");
-	}
+	stack_t ss = { .ss_sp = h->alt, .ss_size = h->alt_size }, old_ss;
+	if (h->altstack && sigaltstack(&ss, &old_ss))
+		h_fail("sigaltstack");
 	if (h->block)
 		sig_mask(lmm_default_signo(), SIG_BLOCK);
 	lmm_switch(w, h->a);
@@ -189,6 +187,8 @@ static void *holder_main(void *arg)
 			nap_us(200);
 		lmm_worker_offline(w);
 	}
+	if (h->altstack)
+		sigaltstack(&old_ss, NULL); /* a sanitizer's own, which it unmaps at thread exit */
 	atomic_store(&h->done, true);
 	return NULL;
 }

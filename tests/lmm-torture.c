@@ -379,6 +379,7 @@ static void fork_and_wait(void)
 	}
 }
 
+#ifndef LMM_TEST_TSAN /* pthread_cancel under TSan: google/sanitizers#646 */
 struct cancelled {
 	struct round *r;
 	unsigned seed;
@@ -409,6 +410,7 @@ static void cancelled_put(struct round *r, unsigned *seed)
 	if (!atomic_load(&c.done))
 		violation("a put was stopped half-way by a cancellation");
 }
+#endif
 
 struct runner {
 	struct round *r;
@@ -587,7 +589,7 @@ static void run_round(enum lmm_scheme scheme, unsigned flags, double secs, unsig
 			}
 			count_op(OP_BARRIER);
 		}
-#ifndef LMM_TEST_TSAN /* pthread_cancel under TSan: google/sanitizers#646 */
+#ifndef LMM_TEST_TSAN
 		if (rnd(&s) % 16 == 0) {
 			cancelled_put(&r, &s);
 			count_op(OP_CANCELLED_PUT);
