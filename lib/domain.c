@@ -101,6 +101,7 @@ static void *defer_main(void *arg)
 		/* Seed 002: free never runs under a lock of ours. */
 		pthread_mutex_unlock(&d->defer_lock);
 		stat_add(d, ST_FREES_DEFERRED, 1);
+		LMM_PROBE(free_deferred, d, ctx_public(c));
 		run_free(c);
 		pthread_mutex_lock(&d->defer_lock);
 	}
@@ -298,6 +299,8 @@ int lmm_barrier(struct lmm_domain *d)
 	}
 	ret = barrier_drain(d, old & 1, deadline);
 out:
+	if (ret)
+		LMM_PROBE(barrier_timeout, d, d->barrier_timeout_ms);
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, false);
 	return ret;

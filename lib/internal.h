@@ -15,6 +15,7 @@
 
 #include "lazymm.h"
 #include "platform/platform.h"
+#include "probes.h"
 
 #define LMM_HIDDEN __attribute__((visibility("hidden")))
 #define likely(x) __builtin_expect(!!(x), 1)
