@@ -321,6 +321,9 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 		return -EINVAL;
 	if (cfg->signo < 0 || cfg->signo >= 65)
 		return -EINVAL;
+	for (size_t i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
+		if (cfg->reserved[i]) /* a field this version does not know */
+			return -EINVAL;
 	const struct lmm_scheme_ops *scheme = scheme_ops(cfg->scheme);
 	if (!scheme)
 		return -EPROTONOSUPPORT;
@@ -485,7 +488,8 @@ static void add_worker_counters(struct lmm_stats *out, struct lmm_worker *w)
 	out->unlazies += atomic_load_explicit(&wc->unlazies, memory_order_relaxed);
 }
 
-int lmm_stats(struct lmm_domain *d, struct lmm_stats *out)
+/* lmm_stats_get (version.c) copies what its caller's struct has room for. */
+int lmm__stats(struct lmm_domain *d, struct lmm_stats *out)
 {
 	if (!d || !out)
 		return -EINVAL;
