@@ -16,9 +16,12 @@
  *   rcu        lazy holds are RCU read-side sections; frees wait a grace
  *              period (liburcu)
  *
- * Every function returning int returns 0 or a negative errno value. See
- * docs/design.md for the concepts and the switch path, and docs/api.md for
- * the per-function reference.
+ * Every function returning int returns 0 or a negative errno value. This
+ * header (with lazymm_version.h, which it includes) is the whole public API.
+ * lazymm(7) gives the overview, the version and ABI rules and the USDT
+ * probes; each function has its man page (lmm_switch(3) ...); the design
+ * notes are installed in share/doc/lazymm/docs (design.md: the concepts and
+ * the switch path).
  *
  * At the edges, for every call:
  * - Cancellation: no lazymm call is a cancellation point. Each disables
@@ -51,8 +54,21 @@ extern "C" {
 #define LMM_PUBLIC
 #endif
 
-#define LAZYMM_VERSION_MAJOR 0
-#define LAZYMM_VERSION_MINOR 1
+/*
+ * Versions. lazymm_version.h (generated from meson.build) defines
+ * LAZYMM_VERSION_MAJOR, _MINOR, _PATCH and LAZYMM_VERSION_STRING ("0.2.0").
+ * LAZYMM_VERSION_ENCODE makes one comparable number of a version (minor and
+ * patch below 256); LAZYMM_CHECK_VERSION(0, 2, 0) is true, also in #if,
+ * when this header is 0.2.0 or newer; lmm_version() is the version of the
+ * library actually loaded, LAZYMM_VERSION_ENCODE'd. Before 1.0 a minor
+ * release may change the ABI; lazymm(7) says how structs grow.
+ */
+#include "lazymm_version.h"
+#define LAZYMM_VERSION_ENCODE(maj, min, patch) (((maj) << 16) | ((min) << 8) | (patch))
+#define LAZYMM_VERSION \
+	LAZYMM_VERSION_ENCODE(LAZYMM_VERSION_MAJOR, LAZYMM_VERSION_MINOR, LAZYMM_VERSION_PATCH)
+#define LAZYMM_CHECK_VERSION(maj, min, patch) (LAZYMM_VERSION >= LAZYMM_VERSION_ENCODE(maj, min, patch))
+LMM_PUBLIC unsigned lmm_version(void);
 
 enum lmm_scheme {
 	LMM_SCHEME_REFCOUNT = 1,
@@ -116,16 +132,26 @@ struct lmm_config {
 	 */
 	int signo;
 	unsigned timeout_ms;  /* how long lmm_barrier waits before -ETIMEDOUT; 0: 10000 */
+	/*
+	 * Room for later fields; must be zero (lmm_domain_create: -EINVAL),
+	 * as any designated or = { 0 } initialiser leaves it. A later field
+	 * takes a word's place and keeps today's behaviour when zero, so a
+	 * caller built against this header runs unchanged on a newer library.
+	 */
+	uint64_t reserved[4];
 };
 
 /*
  * Counters. Core counters are kept per worker (no shared write on the fast
  * path) and summed here; scheme counters are zero for schemes that do not use
- * them. A snapshot, not an atomic cut across workers.
+ * them. A snapshot, not an atomic cut across workers. Later versions add
+ * fields at the end only: lmm_stats() passes the caller's sizeof, and the
+ * library fills that much (an older caller's struct is filled up to its
+ * end, a newer caller's fields this library does not know are zeroed).
  */
 struct lmm_stats {
 	/* core */
-	uint64_t switches;     /* lmm_switch calls */
+	uint64_t switches;     /* lmm_switch calls that changed something: lazy_enters + lazy_hits + its installs */
 	uint64_t lazy_enters;  /* lmm_switch(w, NULL) from a context: a lazy hold began */
 	uint64_t lazy_hits;    /* switched back to the lazily held context: nothing installed */
 	uint64_t installs;     /* switch_ctx calls, including unlazy and offline */
@@ -174,8 +200,13 @@ LMM_PUBLIC struct lmm_ctx *lmm_init_ctx(struct lmm_domain *d);
  * through (a scheme that must wait for workers gives up after a bound).
  */
 LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
-/* Fill @out with the domain's counters. */
-LMM_PUBLIC int lmm_stats(struct lmm_domain *d, struct lmm_stats *out);
+/*
+ * Fill the first @size bytes of @out with the domain's counters (zero past
+ * what this library knows). -EINVAL for a NULL argument or a @size that is
+ * 0 or not a multiple of 8. lmm_stats(d, out) passes sizeof(*out).
+ */
+LMM_PUBLIC int lmm_stats_get(struct lmm_domain *d, struct lmm_stats *out, size_t size);
+#define lmm_stats(d, out) lmm_stats_get((d), (out), sizeof(*(out)))
 /* The domain's scheme. */
 LMM_PUBLIC enum lmm_scheme lmm_domain_scheme(const struct lmm_domain *d);
 

@@ -102,6 +102,7 @@ static void *defer_main(void *arg)
 		/* Seed 002: free never runs under a lock of ours. */
 		pthread_mutex_unlock(&d->defer_lock);
 		stat_add(d, ST_FREES_DEFERRED, 1);
+		LMM_PROBE(free_deferred, d, ctx_public(c));
 		run_free(c);
 		pthread_mutex_lock(&d->defer_lock);
 	}
@@ -301,6 +302,8 @@ int lmm_barrier(struct lmm_domain *d)
 	}
 	ret = barrier_drain(d, old & 1, deadline);
 out:
+	if (ret)
+		LMM_PROBE(barrier_timeout, d, d->barrier_timeout_ms);
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, false);
 	cancel_restore(cancel);
@@ -371,6 +374,9 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 		return -EINVAL;
 	if (!signo_usable(cfg->signo))
 		return -EINVAL;
+	for (size_t i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
+		if (cfg->reserved[i]) /* a field this version does not know */
+			return -EINVAL;
 	const struct lmm_scheme_ops *scheme = scheme_ops(cfg->scheme);
 	if (!scheme)
 		return -EPROTONOSUPPORT;
@@ -540,7 +546,8 @@ static void add_worker_counters(struct lmm_stats *out, struct lmm_worker *w)
 	out->unlazies += atomic_load_explicit(&wc->unlazies, memory_order_relaxed);
 }
 
-int lmm_stats(struct lmm_domain *d, struct lmm_stats *out)
+/* lmm_stats_get (version.c) copies what its caller's struct has room for. */
+int lmm__stats(struct lmm_domain *d, struct lmm_stats *out)
 {
 	if (!d || !out)
 		return -EINVAL;

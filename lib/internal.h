@@ -15,6 +15,7 @@
 
 #include "lazymm.h"
 #include "platform/platform.h"
+#include "probes.h"
 
 #define LMM_HIDDEN __attribute__((visibility("hidden")))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -235,6 +236,7 @@ struct lmm_domain {
 LMM_HIDDEN void lmm__ctx_release(struct lmm_ctx *ctx);
 LMM_HIDDEN void lmm__count_zero(struct ctx_impl *c);
 LMM_HIDDEN void lmm__unlazy(struct lmm_worker *w);
+LMM_HIDDEN int lmm__stats(struct lmm_domain *d, struct lmm_stats *out);
 LMM_HIDDEN _Noreturn void lmm__die(const char *call, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 LMM_HIDDEN int lmm__signal_install(struct lmm_domain *d);

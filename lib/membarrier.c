@@ -92,6 +92,7 @@ static int wait_batch(struct target *t, unsigned n, unsigned long ticket,
 			 * again, 1 s, 2 s, 4 s ... apart. A duplicate is harmless:
 			 * the handler only acknowledges.
 			 */
+			LMM_PROBE(membarrier_resend, t[0].w->domain, n);
 			for (unsigned i = 0; i < n; i++)
 				lmm__signal_worker(t[i].w);
 			resend_gap *= 2;
@@ -145,6 +146,8 @@ static int membarrier_signals(struct ctx_impl *c)
 	}
 	if (!ret)
 		ret = wait_batch(batch, n, ticket, deadline);
+	if (ret)
+		LMM_PROBE(membarrier_timeout, d, ctx);
 	/*
 	 * Pairs with the handlers' fences, and acquires for the relaxed reads
 	 * of current above: a worker we skipped because it had left ctx

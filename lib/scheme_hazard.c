@@ -264,6 +264,7 @@ static void hazard_users_zero(struct lmm_ctx *ctx)
 		 */
 		atomic_fetch_sub_explicit(&c->count, cv.spare, memory_order_relaxed);
 	stat_add(d, ST_CONVERSIONS, 1);
+	LMM_PROBE(conversion, d, ctx, scanned, (unsigned long)cv.handed);
 	stat_add(d, ST_SLOTS_SCANNED, scanned);
 	if (cv.handed)
 		stat_add(d, ST_HAZARDS_CONVERTED, cv.handed);

@@ -387,6 +387,7 @@ static void nudge_all(struct rcu_domain *rd)
 	for_each_rcu_worker(nudge_worker, &n);
 	pthread_mutex_unlock(&all_lock);
 	stat_add(rd->d, ST_RCU_NUDGES, n.sent);
+	LMM_PROBE(rcu_nudge, rd->d, (unsigned long)n.sent);
 }
 
 /* --- the reclaim thread --- */
@@ -442,6 +443,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 		lmm__die("rcu", "cannot initialise a grace-period waiter");
 	pthread_condattr_destroy(&ca);
 
+	LMM_PROBE(grace_period_begin, rd->d);
 	want_qs(true);
 	/* call_rcu wants a registered, online caller: the reclaim thread is
 	 * online only here; a defer thread registers for the call alone. */
@@ -464,8 +466,10 @@ static void wait_grace_period(struct rcu_domain *rd)
 		if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&g.lock);
-		if (!stalled)
+		if (!stalled) {
 			stat_add(rd->d, ST_RCU_STALLS, 1);
+			LMM_PROBE(rcu_stall, rd->d, (unsigned long)(rd->nudge_ns / 1000));
+		}
 		stalled = true;
 		nudge_all(rd);
 		pthread_mutex_lock(&g.lock);
@@ -477,6 +481,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 	pthread_mutex_destroy(&g.lock);
 	want_qs(false);
 	stat_add(rd->d, ST_GRACE_PERIODS, 1);
+	LMM_PROBE(grace_period_end, rd->d, stalled);
 }
 
 static void *reclaim_main(void *arg)

@@ -206,6 +206,7 @@ static void resend(struct lmm_worker *w)
 	uintptr_t sent_at = atomic_load_explicit(&w->scheme_cold[SD_SENT_AT], memory_order_relaxed);
 	if (now_ms() - sent_at < patience)
 		return;
+	LMM_PROBE(shootdown_resend, w->domain, w->id, (unsigned long)patience);
 	if (request(w, patience < SD_PATIENCE_MAX_MS / 2 ? 2 * patience : SD_PATIENCE_MAX_MS))
 		stat_add(w->domain, ST_SIGNALS_UNANSWERED, 1);
 }
@@ -282,6 +283,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 
 	unsigned long long now = lmm_plat_now_ns();
 	unsigned long long deadline = now + budget_ns;
+	LMM_PROBE(shootdown_round, d, ctx_public(batch), (unsigned long)(budget_ns / 1000));
 	unsigned long long resend_gap = SD_RESEND_FIRST_NS, resend_at = now;
 	unsigned long long nap = 1000;
 	struct ctx_impl *done = NULL;
@@ -425,6 +427,7 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 		return;
 	}
 	stat_add(d, ST_SHOOTDOWNS, 1);
+	LMM_PROBE(shootdown, d, ctx);
 	set_next(c, NULL);
 	if (d->cfg.flags & LMM_F_DEFER_FREE) {
 		/* The caller never waits: the reclaim thread batches the rounds (c). */
@@ -434,6 +437,7 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 		/* Waiting on ourselves would only burn the bound. */
 		if (hand_off(d, c)) {
 			stat_add(d, ST_RECLAIM_HANDOFFS, 1);
+			LMM_PROBE(reclaim_handoff, d, ctx);
 			return;
 		}
 	}
@@ -441,6 +445,7 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	if (!c)
 		return;
 	stat_add(d, ST_RECLAIM_HANDOFFS, 1);
+	LMM_PROBE(reclaim_handoff, d, ctx);
 	/* No thread to hand it to: keep trying here rather than free early. */
 	while (!hand_off(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
 		;

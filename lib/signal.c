@@ -144,7 +144,9 @@ bool lmm__signal_worker(struct lmm_worker *w)
 	if (atomic_load_explicit(&w->online, memory_order_relaxed))
 		sent = pthread_kill(w->thread, w->domain->signo) == 0;
 	pthread_mutex_unlock(&w->kill_lock);
-	if (sent)
+	if (sent) {
 		stat_add(w->domain, ST_SIGNALS_SENT, 1);
+		LMM_PROBE(signal, w->domain, w->id, w->domain->signo);
+	}
 	return sent;
 }

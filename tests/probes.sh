@@ -1,0 +1,47 @@
+#!/bin/sh
+# Every USDT probe documented in lazymm(7) and docs/probes.md is in the built
+# library, with the documented number of arguments, and nothing else is; no
+# probe sits in lmm_switch or switch_general (the fast path's copies).
+# Usage: probes.sh LIBRARY MANPAGE MARKDOWN yes|no (meson found <sys/sdt.h>)
+set -eu
+lib=$1 man=$2 md=$3 have=$4
+if [ "$have" != yes ]; then
+	echo "probes: built without <sys/sdt.h> (Debian: systemtap-sdt-dev), no probes to check"
+	exit 77
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# "name nargs", one per probe: ".It Li lazymm:name Fa arg ..." in the man page,
+# "| `lazymm:name` | `arg`, `arg` | ..." in the markdown table.
+sed -n 's/^\.It Li lazymm:\([a-z_]*\)\( Fa\)\{0,1\}\(.*\)$/\1 \3/p' "$man" |
+	awk '{print $1, NF - 1}' | sort >"$tmp/man"
+sed -n 's/^| `lazymm:\([a-z_]*\)` | \([^|]*\)|.*/\1 \2/p' "$md" |
+	awk '{n = gsub(/`[^`]*`/, "&"); print $1, n}' | sort >"$tmp/md"
+# readelf -n: "Name: x" then "Location: ..." then "Arguments: a b c" per site.
+readelf -nW "$lib" | awk '
+	/Provider: / { prov = $NF }
+	/Name: / { name = $2 }
+	/Location: / { loc = $2; sub(/,$/, "", loc) }
+	/Arguments:/ { if (prov == "lazymm") print name, NF - 1, loc }' >"$tmp/sites"
+awk '{print $1, $2}' "$tmp/sites" | sort -u >"$tmp/built"
+status=0
+if [ ! -s "$tmp/man" ]; then echo "probes: no probe list found in $man"; status=1; fi
+if ! diff -u "$tmp/man" "$tmp/md"; then
+	echo "probes: lazymm(7) (-) and docs/probes.md (+) list different probes or argument counts"; status=1
+fi
+if ! diff -u "$tmp/man" "$tmp/built"; then
+	echo "probes: documented (-) and built (+) probes differ"; status=1
+fi
+# The fast path: no probe site inside these functions (needs the symbol table).
+for fn in lmm_switch switch_general; do
+	set -- $(readelf -sW "$lib" | awk -v fn="$fn" '$8 == fn && $4 == "FUNC" {print $2, $3; exit}')
+	[ $# = 2 ] || { echo "probes: no symbol $fn (stripped?): fast-path check skipped"; continue; }
+	lo=$((0x$1)) hi=$((0x$1 + $2))
+	while read -r name n loc; do
+		if [ $((loc)) -ge $lo ] && [ $((loc)) -lt $hi ]; then
+			echo "probes: lazymm:$name is inside $fn (the fast path)"; status=1
+		fi
+	done <"$tmp/sites"
+done
+[ $status = 0 ] && echo "probes: $(wc -l <"$tmp/built") documented probes, $(wc -l <"$tmp/sites") sites, none on the fast path"
+exit $status

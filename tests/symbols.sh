@@ -1,0 +1,26 @@
+#!/bin/sh
+# The shared library exports exactly the public functions of lazymm.h, each
+# at a version of lib/lazymm.map, and the map lists exactly those.
+# Usage: symbols.sh LIBRARY HEADER MAP
+set -eu
+lib=$1 header=$2 map=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+grep -o '^LMM_PUBLIC [^(]*(' "$header" | sed 's/.*[ *]\([a-z_0-9]*\)($/\1/' | sort >"$tmp/header"
+sed -n 's/^[[:space:]]*\(lmm_[a-z_0-9]*\);$/\1/p' "$map" | sort >"$tmp/map"
+# Defined dynamic symbols other than the version nodes themselves.
+readelf --dyn-syms -W "$lib" | awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" && $5 != "LOCAL" {print $8}' |
+	grep -v '^LAZYMM_[0-9.]*$' | sort >"$tmp/exports"
+status=0
+if ! diff -u "$tmp/header" "$tmp/map"; then
+	echo "symbols: lazymm.h's LMM_PUBLIC functions (-) and lib/lazymm.map (+) differ"; status=1
+fi
+sed 's/@.*//' "$tmp/exports" >"$tmp/names"
+if ! diff -u "$tmp/header" "$tmp/names"; then
+	echo "symbols: lazymm.h's LMM_PUBLIC functions (-) and $lib's exports (+) differ"; status=1
+fi
+if grep -v '@@\?LAZYMM_[0-9.]*$' "$tmp/exports"; then
+	echo "symbols: exported without a LAZYMM_ version (above)"; status=1
+fi
+[ $status = 0 ] && echo "symbols: $(wc -l <"$tmp/names") functions, all versioned: $(sed 's/.*@//' "$tmp/exports" | sort -u | tr '\n' ' ')"
+exit $status
