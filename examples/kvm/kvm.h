@@ -118,30 +118,17 @@ static inline void kvm_identity_map(void *ram, size_t size)
 }
 
 /*
- * A vCPU in 64-bit long mode at @rip with page tables at @cr3, its
- * kvm_run mapped, and sync_regs on: every exit leaves regs and sregs in
- * run->s.regs, and the host changes them there (kvm_dirty_regs) instead of
- * with KVM_SET_REGS/KVM_SET_SREGS ioctls. Returns 0, or -errno of the
- * first ioctl that failed.
+ * Put the vCPU in 64-bit long mode at @rip with page tables at @cr3
+ * (KVM_SET_SREGS, KVM_SET_REGS), and turn sync_regs on: every exit leaves
+ * regs and sregs in run->s.regs, and the host changes them there
+ * (kvm_dirty_regs) instead of with those ioctls. run->s.regs is filled
+ * here too, so that it is valid before the first KVM_RUN. Returns 0 or -errno.
  */
-static inline int kvm_vcpu_new(int kvm, int vm, unsigned id, uint64_t cr3, uint64_t rip, struct kvm_vcpu *v)
+static inline int kvm_vcpu_long_mode(struct kvm_vcpu *v, uint64_t cr3, uint64_t rip)
 {
-	int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (size <= 0)
-		return -errno;
-	v->fd = ioctl(vm, KVM_CREATE_VCPU, id);
-	if (v->fd < 0)
-		return -errno;
-	v->run_size = (size_t)size;
-	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
-	if (v->run == MAP_FAILED) {
-		int e = -errno;
-		close(v->fd);
-		return e;
-	}
 	struct kvm_sregs s;
 	if (ioctl(v->fd, KVM_GET_SREGS, &s))
-		goto fail;
+		return -errno;
 	struct kvm_segment code = {
 		.base = 0, .limit = 0xffffffff, .selector = 8, .type = 11 /* execute/read, accessed */,
 		.present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1 /* 64-bit */, .g = 1,
@@ -159,13 +146,34 @@ static inline int kvm_vcpu_new(int kvm, int vm, unsigned id, uint64_t cr3, uint6
 	s.cr3 = cr3;
 	struct kvm_regs r = { .rip = rip, .rflags = 2 };
 	if (ioctl(v->fd, KVM_SET_SREGS, &s) || ioctl(v->fd, KVM_SET_REGS, &r))
-		goto fail;
+		return -errno;
+	v->run->s.regs.sregs = s;
+	v->run->s.regs.regs = r;
 	v->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
 	return 0;
-fail:;
-	int e = -errno;
-	munmap(v->run, v->run_size);
-	close(v->fd);
+}
+
+/* vCPU @id of @vm with its kvm_run mapped, in long mode (above). Returns 0 or -errno. */
+static inline int kvm_vcpu_new(int kvm, int vm, unsigned id, uint64_t cr3, uint64_t rip, struct kvm_vcpu *v)
+{
+	int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (size <= 0)
+		return -errno;
+	v->fd = ioctl(vm, KVM_CREATE_VCPU, id);
+	if (v->fd < 0)
+		return -errno;
+	v->run_size = (size_t)size;
+	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		int e = -errno;
+		close(v->fd);
+		return e;
+	}
+	int e = kvm_vcpu_long_mode(v, cr3, rip);
+	if (e) {
+		munmap(v->run, v->run_size);
+		close(v->fd);
+	}
 	return e;
 }
 
@@ -175,7 +183,7 @@ static inline void kvm_vcpu_close(struct kvm_vcpu *v)
 	close(v->fd);
 }
 
-/* Start the next KVM_RUN at @rip (sync_regs: no ioctl). */
+/* Start the next KVM_RUN at @rip, interrupts off (sync_regs: no ioctl). */
 static inline void kvm_set_rip(struct kvm_vcpu *v, uint64_t rip)
 {
 	v->run->s.regs.regs.rip = rip;
@@ -215,6 +223,8 @@ static inline int kvm_open_or_skip(void)
 	if (kvm < 0)
 		kvm_skip("cannot open /dev/kvm: %s", strerror(errno));
 	int api = ioctl(kvm, KVM_GET_API_VERSION, 0);
+	if (api < 0)
+		kvm_skip("/dev/kvm does not answer KVM_GET_API_VERSION: %s", strerror(errno));
 	if (api != KVM_API_VERSION)
 		kvm_skip("KVM API version %d, these examples speak %d", api, KVM_API_VERSION);
 	if (ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS) <= 0 ||
