@@ -159,21 +159,8 @@ static struct {
 	unsigned npt_free, nframe_free;
 	struct space *spaces;
 	uint32_t next_tag;
-	atomic_long violations, shutdowns, spaces_made, spaces_freed;
+	atomic_long shutdowns, spaces_made, spaces_freed;
 } g;
-
-static void violation(const char *msg) /* async-signal-safe: switch_ctx may report */
-{
-	atomic_fetch_add(&g.violations, 1);
-	if (write(2, msg, strlen(msg)) < 0)
-		return;
-}
-
-#define CHECK(cond, msg)                                         \
-	do {                                                     \
-		if (!(cond))                                     \
-			violation("kvm-uk: violation: " msg "\n"); \
-	} while (0)
 
 static struct space *space_of(struct lmm_ctx *c)
 {
@@ -183,12 +170,6 @@ static struct space *space_of(struct lmm_ctx *c)
 static uint64_t *page(uint64_t gpa)
 {
 	return kvm_table(g.ram, gpa);
-}
-
-static unsigned rnd(unsigned *s)
-{
-	*s = *s * 1103515245u + 12345u;
-	return *s >> 8;
 }
 
 /* --- the pools --- */
@@ -268,7 +249,7 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 	uint64_t cr3 = n ? n->pml4 : KVM_PML4_GPA;
 
 	/* Relaxed: written only here, on this thread. */
-	CHECK(atomic_load_explicit(&c->installed, memory_order_relaxed) == p,
+	KVM_CHECK(atomic_load_explicit(&c->installed, memory_order_relaxed) == p,
 	      "switch_ctx's prev is not what the vCPU has loaded");
 	/*
 	 * Applied by the next KVM_RUN: this runs between two KVM_RUNs of this
@@ -288,7 +269,7 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 static void teardown(struct lmm_ctx *ctx)
 {
 	struct space *sp = space_of(ctx);
-	CHECK(atomic_fetch_add(&sp->teardowns, 1) == 0, "teardown ran twice");
+	KVM_CHECK(atomic_fetch_add(&sp->teardowns, 1) == 0, "teardown ran twice");
 	atomic_store(&sp->state, SP_TORN);
 	for (unsigned i = USER_PML4_FIRST; i < 512; i++)
 		page(sp->pml4)[i] = 0;
@@ -300,11 +281,11 @@ static void teardown(struct lmm_ctx *ctx)
 static void free_space(struct lmm_ctx *ctx)
 {
 	struct space *sp = space_of(ctx);
-	CHECK(atomic_load(&sp->teardowns) == 1, "free before teardown");
-	CHECK(atomic_fetch_add(&sp->frees, 1) == 0, "free ran twice");
+	KVM_CHECK(atomic_load(&sp->teardowns) == 1, "free before teardown");
+	KVM_CHECK(atomic_fetch_add(&sp->frees, 1) == 0, "free ran twice");
 	for (unsigned i = 0; i < g.nworkers; i++)
 		/* Relaxed: lazymm orders this after the worker's switch_ctx away from it. */
-		CHECK(atomic_load_explicit(&g.cpus[i].loaded_cr3, memory_order_relaxed) != sp->pml4,
+		KVM_CHECK(atomic_load_explicit(&g.cpus[i].loaded_cr3, memory_order_relaxed) != sp->pml4,
 		      "the free hook found the space's CR3 loaded on a vCPU");
 	if (!g.negative)
 		space_release(sp);
@@ -334,9 +315,9 @@ static uint32_t guest_run(struct cpu *c, uint64_t rip, unsigned port, bool *repo
 			return val;
 		if (exit == KVM_EXIT_SHUTDOWN) {
 			atomic_fetch_add(&g.shutdowns, 1);
-			violation("kvm-uk: violation: KVM_EXIT_SHUTDOWN: the vCPU walked a poisoned page table\n");
+			kvm_violation("violation: KVM_EXIT_SHUTDOWN: the vCPU walked a poisoned page table\n");
 		} else {
-			violation("kvm-uk: violation: an unexpected exit\n");
+			kvm_violation("violation: an unexpected exit\n");
 			fprintf(stderr, "  worker %u: exit reason %d\n", c->id, exit);
 		}
 		/* Back to init's tables; switch_ctx's next load overrides it. */
@@ -351,7 +332,7 @@ static void user_task(struct cpu *c, struct space *sp)
 {
 	bool reported;
 	uint32_t tag = guest_run(c, USER_ENTRY, PORT_USER, &reported);
-	CHECK(reported && tag == sp->tag, "a user task did not read its own frame");
+	KVM_CHECK(reported && tag == sp->tag, "a user task did not read its own frame");
 	c->user_tasks++;
 }
 
@@ -367,10 +348,10 @@ static void kernel_task(struct cpu *c)
 	if (!reported)
 		return; /* a shutdown, reported already */
 	/* lazymm's signal may have moved the worker to init meanwhile, never anywhere else. */
-	CHECK(cr3 == held_cr3 || cr3 == KVM_PML4_GPA, "a kernel task ran under a CR3 nobody loaded");
+	KVM_CHECK(cr3 == held_cr3 || cr3 == KVM_PML4_GPA, "a kernel task ran under a CR3 nobody loaded");
 	/* Still held (relaxed: our own thread's word): then it cannot have been freed. */
 	if (held && cr3 == held_cr3 && atomic_load_explicit(&c->installed, memory_order_relaxed) == held)
-		CHECK(atomic_load(&held->state) != SP_RELEASED,
+		KVM_CHECK(atomic_load(&held->state) != SP_RELEASED,
 		      "a kernel task ran under the CR3 of a released space");
 }
 
@@ -387,7 +368,7 @@ static struct space *slot_get(struct slot *s)
 /* sp exits: a new space takes the slot; sp stays a zombie (count reference) until the next exit. */
 static void slot_exit(struct slot *s, struct space *sp, unsigned *seed)
 {
-	struct space *fresh = space_new(2 + rnd(seed) % 4);
+	struct space *fresh = space_new(2 + kvm_rnd(seed) % 4);
 	lmm_grab(&fresh->ctx); /* the zombie's count reference, for later */
 	pthread_mutex_lock(&s->lock);
 	struct space *reaped = s->zombie;
@@ -405,7 +386,7 @@ static void *worker_main(void *arg)
 	if (lmm_worker_online(g.d, c, &c->w))
 		kvm_die("lmm_worker_online failed");
 	while (!atomic_load(&g.stop)) {
-		struct slot *s = &g.slots[rnd(&c->seed) % g.nspaces];
+		struct slot *s = &g.slots[kvm_rnd(&c->seed) % g.nspaces];
 		struct space *sp = slot_get(s);
 		for (unsigned b = 0; b < BURST; b++) {
 			lmm_switch(c->w, &sp->ctx);
@@ -466,7 +447,7 @@ static void run(enum lmm_scheme scheme, unsigned ms, bool measure_roundtrip, str
 	unsigned seed = 1;
 	for (unsigned i = 0; i < g.nspaces; i++) {
 		pthread_mutex_init(&g.slots[i].lock, NULL);
-		g.slots[i].sp = space_new(2 + rnd(&seed) % 4);
+		g.slots[i].sp = space_new(2 + kvm_rnd(&seed) % 4);
 		lmm_grab(&g.slots[i].sp->ctx); /* its zombie reference */
 	}
 	memset(r, 0, sizeof(*r));
@@ -520,18 +501,18 @@ static void run(enum lmm_scheme scheme, unsigned ms, bool measure_roundtrip, str
 	}
 	free(g.slots);
 	ret = lmm_barrier(g.d);
-	CHECK(ret == 0, "lmm_barrier failed");
-	CHECK(atomic_load(&g.spaces_freed) == atomic_load(&g.spaces_made), "not every space was freed");
+	KVM_CHECK(ret == 0, "lmm_barrier failed");
+	KVM_CHECK(atomic_load(&g.spaces_freed) == atomic_load(&g.spaces_made), "not every space was freed");
 	for (struct space *sp = g.spaces, *next; sp; sp = next) {
 		next = sp->next_all;
-		CHECK(atomic_load(&sp->teardowns) == 1 && atomic_load(&sp->frees) == 1,
+		KVM_CHECK(atomic_load(&sp->teardowns) == 1 && atomic_load(&sp->frees) == 1,
 		      "a space was not torn down and freed exactly once");
 		free(sp);
 	}
 	g.spaces = NULL;
-	CHECK(g.npt_free == POOL_PAGES && g.nframe_free == POOL_PAGES, "guest pages leaked");
+	KVM_CHECK(g.npt_free == POOL_PAGES && g.nframe_free == POOL_PAGES, "guest pages leaked");
 	ret = lmm_domain_destroy(g.d);
-	CHECK(ret == 0, "lmm_domain_destroy failed");
+	KVM_CHECK(ret == 0, "lmm_domain_destroy failed");
 }
 
 /* --- the bench --- */
@@ -616,17 +597,6 @@ static void bench(unsigned ms)
 	printf("\nloads avoided: CR3 loads per user task, lazy against eager under the same scheme.\n");
 }
 
-static unsigned arg_uint(const char *s, const char *name)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-	if (*end || v == 0 || v > 100000) {
-		fprintf(stderr, "kvm-uk: bad %s: %s\n", name, s);
-		exit(2);
-	}
-	return (unsigned)v;
-}
-
 int main(int argc, char **argv)
 {
 	enum lmm_scheme scheme = LMM_SCHEME_REFCOUNT;
@@ -636,17 +606,13 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(argv[i], "--scheme")) {
-			if (lmm_scheme_parse(v, &scheme) || !lmm_scheme_available(scheme)) {
-				fprintf(stderr, "kvm-uk: scheme %s is not built in\n", v);
-				return 2;
-			}
-			i++;
+			scheme = kvm_arg_scheme(v), i++;
 		} else if (!strcmp(argv[i], "--workers")) {
-			g.nworkers = arg_uint(v, argv[i]), i++;
+			g.nworkers = kvm_arg_uint(v, argv[i]), i++;
 		} else if (!strcmp(argv[i], "--spaces")) {
-			g.nspaces = arg_uint(v, argv[i]), i++;
+			g.nspaces = kvm_arg_uint(v, argv[i]), i++;
 		} else if (!strcmp(argv[i], "--ms")) {
-			ms = arg_uint(v, argv[i]), i++;
+			ms = kvm_arg_uint(v, argv[i]), i++;
 		} else if (!strcmp(argv[i], "--eager")) {
 			g.eager = true;
 		} else if (!strcmp(argv[i], "--negative")) {
@@ -702,8 +668,8 @@ int main(int argc, char **argv)
 	close(g.kvm);
 	pthread_mutex_destroy(&g.pool_lock);
 	int fds_after = kvm_count_fds();
-	CHECK(fds_after == fds_before, "file descriptors leaked");
-	long v = atomic_load(&g.violations), shut = atomic_load(&g.shutdowns);
+	KVM_CHECK(fds_after == fds_before, "file descriptors leaked");
+	long v = atomic_load(&kvm_violations), shut = atomic_load(&g.shutdowns);
 	if (g.negative) {
 		bool caught = v > 0;
 		printf("%s: --negative: %ld violations caught (%ld walks of a poisoned table)\n",

@@ -144,24 +144,10 @@ static struct {
 	pthread_mutex_t vms_lock;
 	struct vm *vms;            /* every VM booted */
 	atomic_uint vms_live;      /* booted, not powered off */
-	atomic_long violations, released_touches, booted, freed, io_done;
+	atomic_long released_touches, booted, freed, io_done;
 } g;
 
 static _Thread_local struct worker *self; /* the worker this thread is; read by the kick handler */
-
-/* Async-signal-safe: the kick handler and switch_ctx (inside lazymm's handler) report through it. */
-static void violation(const char *msg)
-{
-	atomic_fetch_add(&g.violations, 1);
-	if (write(2, msg, strlen(msg)) < 0)
-		return;
-}
-
-#define CHECK(cond, msg)                                     \
-	do {                                                 \
-		if (!(cond))                                 \
-			violation("kvm-vmm: violation: " msg "\n"); \
-	} while (0)
 
 static struct vm *vm_of(struct lmm_ctx *c)
 {
@@ -183,7 +169,7 @@ static bool vm_touch_begin(struct vm *vm)
 	if (atomic_load(&vm->state) != VM_RELEASED)
 		return true;
 	atomic_fetch_add(&g.released_touches, 1);
-	violation("kvm-vmm: violation: a VM was touched after its resources were released\n");
+	kvm_violation("violation: a VM was touched after its resources were released\n");
 	return false;
 }
 
@@ -220,7 +206,7 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 	struct vm *p = vm_of(prev), *n = vm_of(next);
 
 	/* Relaxed: written only by this thread (switch_ctx), read by its signal handler. */
-	CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == p,
+	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == p,
 	      "switch_ctx's prev is not what the worker had installed");
 	if (p && vm_touch_begin(p))
 		guest_store(p, GPA_LOADED, 0);
@@ -238,7 +224,7 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 static void teardown(struct lmm_ctx *c)
 {
 	struct vm *vm = vm_of(c);
-	CHECK(atomic_fetch_add(&vm->teardowns, 1) == 0, "teardown ran twice");
+	KVM_CHECK(atomic_fetch_add(&vm->teardowns, 1) == 0, "teardown ran twice");
 	atomic_store(&vm->state, VM_OFF);
 	if (g.negative)
 		vm_release(vm); /* the bug --negative plants: released while still installed */
@@ -249,11 +235,11 @@ static void teardown(struct lmm_ctx *c)
 static void free_vm(struct lmm_ctx *c)
 {
 	struct vm *vm = vm_of(c);
-	CHECK(atomic_load(&vm->teardowns) == 1, "free before teardown");
-	CHECK(atomic_fetch_add(&vm->frees, 1) == 0, "free ran twice");
+	KVM_CHECK(atomic_load(&vm->teardowns) == 1, "free before teardown");
+	KVM_CHECK(atomic_fetch_add(&vm->frees, 1) == 0, "free ran twice");
 	for (unsigned i = 0; i < g.nworkers; i++)
 		/* Relaxed: lazymm orders this after the worker's switch_ctx away from it. */
-		CHECK(atomic_load_explicit(&g.workers[i].installed, memory_order_relaxed) != vm,
+		KVM_CHECK(atomic_load_explicit(&g.workers[i].installed, memory_order_relaxed) != vm,
 		      "free of a VM a worker still has installed");
 	if (!g.negative)
 		vm_release(vm);
@@ -301,16 +287,10 @@ static void push(struct worker *to, enum task_kind kind, struct vm *vm, uint32_t
 	pthread_mutex_unlock(&to->lock);
 }
 
-static unsigned rnd(unsigned *s)
-{
-	*s = *s * 1103515245u + 12345u;
-	return *s >> 8;
-}
-
 /* Where a VM's vCPU task goes: its home worker with affinity, any worker without. */
 static struct worker *vcpu_queue(struct vm *vm, unsigned *seed)
 {
-	return &g.workers[g.affinity ? vm->home : rnd(seed) % g.nworkers];
+	return &g.workers[g.affinity ? vm->home : kvm_rnd(seed) % g.nworkers];
 }
 
 /* A vCPU task: run the guest through the installed VM until it halts. */
@@ -319,7 +299,7 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 	lmm_switch(me->w, &vm->ctx); /* the vCPU task holds the VM's users reference */
 	me->in_vcpu = 1;
 	me->vcpu_tasks++;
-	CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == vm,
+	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == vm,
 	      "a vCPU task runs without its VM installed");
 	for (;;) {
 		/* Relaxed: the kick handler runs on this thread. A later kick sets immediate_exit. */
@@ -336,7 +316,7 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 		}
 		if (exit == KVM_EXIT_IO && vm->vcpu.run->io.port == PORT_REPORT) {
 			me->io_exits++;
-			CHECK(kvm_io_value(vm->vcpu.run) == vm->id && lmm_current(me->w) == &vm->ctx,
+			KVM_CHECK(kvm_io_value(vm->vcpu.run) == vm->id && lmm_current(me->w) == &vm->ctx,
 			      "guest I/O from a VM other than the task's own");
 			push(me, T_IO_DONE, NULL, kvm_io_value(vm->vcpu.run));
 			continue;
@@ -345,7 +325,7 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 			vm->off = true;
 			continue;
 		}
-		violation("kvm-vmm: violation: an unexpected exit\n");
+		kvm_violation("violation: an unexpected exit\n");
 		fprintf(stderr, "  vm %u: exit reason %d\n", vm->id, exit);
 		vm->off = true;
 		break;
@@ -439,17 +419,6 @@ static long ms_since(const struct timespec *t0)
 	return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-static unsigned arg_uint(const char *s, const char *name)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-	if (*end || v == 0 || v > 100000) {
-		fprintf(stderr, "kvm-vmm: bad %s: %s\n", name, s);
-		exit(2);
-	}
-	return (unsigned)v;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct lmm_ops ops = { switch_ctx, teardown, free_vm };
@@ -461,17 +430,13 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(argv[i], "--scheme")) {
-			if (lmm_scheme_parse(v, &cfg.scheme) || !lmm_scheme_available(cfg.scheme)) {
-				fprintf(stderr, "kvm-vmm: scheme %s is not built in\n", v);
-				return 2;
-			}
-			i++;
+			cfg.scheme = kvm_arg_scheme(v), i++;
 		} else if (!strcmp(argv[i], "--workers")) {
-			g.nworkers = arg_uint(v, argv[i]), i++;
+			g.nworkers = kvm_arg_uint(v, argv[i]), i++;
 		} else if (!strcmp(argv[i], "--vms")) {
-			g.nvms = arg_uint(v, argv[i]), i++;
+			g.nvms = kvm_arg_uint(v, argv[i]), i++;
 		} else if (!strcmp(argv[i], "--ms")) {
-			ms = arg_uint(v, argv[i]), i++;
+			ms = kvm_arg_uint(v, argv[i]), i++;
 		} else if (!strcmp(argv[i], "--no-affinity")) {
 			g.affinity = false;
 		} else if (!strcmp(argv[i], "--negative")) {
@@ -514,7 +479,7 @@ int main(int argc, char **argv)
 			vm_boot(next_id++, &seed);
 			continue;
 		}
-		pthread_kill(g.workers[rnd(&seed) % g.nworkers].thread, SIGRTMIN);
+		pthread_kill(g.workers[kvm_rnd(&seed) % g.nworkers].thread, SIGRTMIN);
 		kicks_sent++;
 		nanosleep(&(struct timespec){ 0, 100 * 1000 }, NULL);
 	}
@@ -539,24 +504,24 @@ int main(int argc, char **argv)
 		kicks_lazy += atomic_load(&wk->kicks_lazy);
 	}
 	ret = lmm_barrier(g.d);
-	CHECK(ret == 0, "lmm_barrier failed");
+	KVM_CHECK(ret == 0, "lmm_barrier failed");
 	struct lmm_stats st;
 	lmm_stats(g.d, &st);
 	long booted = atomic_load(&g.booted);
-	CHECK(atomic_load(&g.freed) == booted, "not every VM was freed");
+	KVM_CHECK(atomic_load(&g.freed) == booted, "not every VM was freed");
 	for (struct vm *vm = g.vms, *next; vm; vm = next) {
 		next = vm->next;
-		CHECK(atomic_load(&vm->teardowns) == 1 && atomic_load(&vm->frees) == 1,
+		KVM_CHECK(atomic_load(&vm->teardowns) == 1 && atomic_load(&vm->frees) == 1,
 		      "a VM was not torn down and freed exactly once");
 		free(vm);
 	}
-	CHECK(atomic_load(&g.io_done) == io_exits, "an I/O completion was lost");
+	KVM_CHECK(atomic_load(&g.io_done) == io_exits, "an I/O completion was lost");
 	ret = lmm_domain_destroy(g.d);
-	CHECK(ret == 0, "lmm_domain_destroy failed");
+	KVM_CHECK(ret == 0, "lmm_domain_destroy failed");
 	signal(SIGRTMIN, SIG_DFL);
 	close(g.kvm);
 	int fds_after = kvm_count_fds();
-	CHECK(fds_after == fds_before, "file descriptors leaked");
+	KVM_CHECK(fds_after == fds_before, "file descriptors leaked");
 
 	printf("kvm-vmm (%s%s): %u workers, %ld VMs (%u at a time, %d to %d halts each) for %u ms, affinity %s\n",
 	       lmm_scheme_name(cfg.scheme), g.negative ? ", --negative" : "", g.nworkers, booted, g.nvms,
@@ -573,7 +538,7 @@ int main(int argc, char **argv)
 		pthread_cond_destroy(&g.workers[i].wake);
 	}
 	free(g.workers);
-	long v = atomic_load(&g.violations), touched = atomic_load(&g.released_touches);
+	long v = atomic_load(&kvm_violations), touched = atomic_load(&g.released_touches);
 	if (g.negative) {
 		/* Only the planted bug may show: a touch of a released VM, and nothing else. */
 		bool caught = touched > 0 && v == touched;

@@ -3,7 +3,8 @@
  * The KVM boilerplate shared by examples/kvm-vmm and examples/kvm-uk: open
  * /dev/kvm (or exit 77, meson's SKIP, with the reason), create VMs, guest
  * RAM and vCPUs, put a vCPU straight into 64-bit long mode, run it, and
- * install a kick signal. Header-only: each example stays one cc command.
+ * install a kick signal; and what their checks and command lines share.
+ * Header-only: each example stays one cc command.
  *
  * Guest-physical layout both examples use (guest RAM starts at 0):
  *   0x1000   guest code (the examples' byte arrays)
@@ -20,9 +21,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <lazymm.h>
 #include <linux/kvm.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,6 +281,53 @@ static inline void kvm_kick_install(int signo, void (*handler)(int), int lmm_sig
 	sigaddset(&sa.sa_mask, lmm_signo);
 	if (sigaction(signo, &sa, NULL))
 		kvm_die("sigaction: %s", strerror(errno));
+}
+
+/* --- the examples' checks and command lines --- */
+
+static atomic_long kvm_violations; /* any makes the exit status 1 (--negative: 0) */
+
+/* Report a violated invariant. Async-signal-safe: signal handlers and switch_ctx report too. */
+static inline void kvm_violation(const char *msg)
+{
+	atomic_fetch_add(&kvm_violations, 1);
+	if (write(2, msg, strlen(msg)) < 0)
+		return;
+}
+
+#define KVM_CHECK(cond, msg)                               \
+	do {                                               \
+		if (!(cond))                               \
+			kvm_violation("violation: " msg "\n"); \
+	} while (0)
+
+static inline unsigned kvm_rnd(unsigned *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return *s >> 8;
+}
+
+/* A command-line count in 1..100000, or exit 2. */
+static inline unsigned kvm_arg_uint(const char *s, const char *name)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*end || v == 0 || v > 100000) {
+		fprintf(stderr, "bad %s: %s\n", name, s);
+		exit(2);
+	}
+	return (unsigned)v;
+}
+
+/* A scheme built into this lazymm, or exit 2. */
+static inline enum lmm_scheme kvm_arg_scheme(const char *s)
+{
+	enum lmm_scheme scheme;
+	if (lmm_scheme_parse(s, &scheme) || !lmm_scheme_available(scheme)) {
+		fprintf(stderr, "scheme %s is not built in\n", s);
+		exit(2);
+	}
+	return scheme;
 }
 
 #endif /* EXAMPLES_KVM_H */
