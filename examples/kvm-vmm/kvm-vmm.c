@@ -131,7 +131,7 @@ struct worker {
 	volatile sig_atomic_t in_vcpu; /* inside a vCPU task: a kick then is not a lazy one */
 	/* Counters: the kick handler's are atomics, the rest the worker's own. */
 	atomic_long kicks, kicks_lazy;
-	long vcpu_tasks, io_exits, intr_exits, halts, idle_sleeps, ctxless_tasks;
+	long vcpu_tasks, io_exits, intr_exits, halts, idle_sleeps, ctxless_tasks, kicks_seen;
 };
 
 static struct {
@@ -302,8 +302,12 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == vm,
 	      "a vCPU task runs without its VM installed");
 	for (;;) {
-		/* Relaxed: the kick handler runs on this thread. A later kick sets immediate_exit. */
-		atomic_exchange_explicit(&me->kicked, 0, memory_order_relaxed);
+		/*
+		 * A VMM looks at its requests for the vCPU here; a kick that
+		 * lands after this has set immediate_exit, so the KVM_RUN below
+		 * returns at once. Relaxed: the kick handler runs on this thread.
+		 */
+		me->kicks_seen += atomic_exchange_explicit(&me->kicked, 0, memory_order_relaxed);
 		int exit = kvm_run_once(&vm->vcpu);
 		if (exit < 0) { /* EINTR: a kick or lazymm's signal; the guest resumes where it was */
 			__atomic_store_n(&vm->vcpu.run->immediate_exit, 0, __ATOMIC_RELAXED); /* as in the handler */
@@ -492,6 +496,7 @@ int main(int argc, char **argv)
 		pthread_mutex_unlock(&g.workers[i].lock);
 	}
 	long vcpu_tasks = 0, io_exits = 0, intr_exits = 0, halts = 0, ctxless = 0, kicks = 0, kicks_lazy = 0;
+	long kicks_seen = 0, idle_sleeps = 0;
 	for (unsigned i = 0; i < g.nworkers; i++) {
 		struct worker *wk = &g.workers[i];
 		pthread_join(wk->thread, NULL);
@@ -500,6 +505,8 @@ int main(int argc, char **argv)
 		intr_exits += wk->intr_exits;
 		halts += wk->halts;
 		ctxless += wk->ctxless_tasks;
+		kicks_seen += wk->kicks_seen;
+		idle_sleeps += wk->idle_sleeps;
 		kicks += atomic_load(&wk->kicks);
 		kicks_lazy += atomic_load(&wk->kicks_lazy);
 	}
@@ -526,10 +533,11 @@ int main(int argc, char **argv)
 	printf("kvm-vmm (%s%s): %u workers, %ld VMs (%u at a time, %d to %d halts each) for %u ms, affinity %s\n",
 	       lmm_scheme_name(cfg.scheme), g.negative ? ", --negative" : "", g.nworkers, booted, g.nvms,
 	       GUEST_ROUNDS(0), GUEST_ROUNDS(23), ms, g.affinity ? "on" : "off");
-	printf("  %ld vCPU tasks, %ld context-less tasks; %ld I/O exits, %ld halts, %ld EINTR exits\n",
-	       vcpu_tasks, ctxless, io_exits, halts, intr_exits);
-	printf("  %llu VM installs (switch_ctx), %llu lazy hits; %ld kicks sent, %ld taken, %ld on a lazily held VM\n",
-	       (unsigned long long)st.installs, (unsigned long long)st.lazy_hits, kicks_sent, kicks, kicks_lazy);
+	printf("  %ld vCPU tasks, %ld context-less tasks, %ld idle sleeps; %ld I/O exits, %ld halts, %ld EINTR exits\n",
+	       vcpu_tasks, ctxless, idle_sleeps, io_exits, halts, intr_exits);
+	printf("  %llu VM installs (switch_ctx), %llu lazy hits; %ld kicks sent, %ld taken (%ld on a lazily held VM, "
+	       "%ld seen by a vCPU loop)\n", (unsigned long long)st.installs, (unsigned long long)st.lazy_hits,
+	       kicks_sent, kicks, kicks_lazy, kicks_seen);
 	printf("  %ld VMs torn down and freed; fds %d before, %d after\n", atomic_load(&g.freed), fds_before,
 	       fds_after);
 	pthread_mutex_destroy(&g.vms_lock);
