@@ -27,6 +27,7 @@
  * every rcu domain: the flags and the nudges go to all of them.
  */
 #include <stdlib.h>
+#include <semaphore.h>
 #include <time.h>
 #include <urcu/urcu-qsbr.h>
 
@@ -42,8 +43,10 @@
 /*
  * w->scheme_cold[RCU_ORPHAN]: a context whose count the nudge handler took
  * to 0 when it left a counted lazy hold (leave_torn). The handler cannot run
- * the final drop (it takes locks); the worker's next install, lmm_idle_exit
- * or offline, or the last user waiting in users_zero, runs it.
+ * the final drop (it takes locks): it wakes the reclaim thread with
+ * sem_post, and that thread, the worker's next install, lmm_idle_exit or
+ * offline, or the last user waiting in users_zero, runs it (one exchange
+ * decides who).
  */
 #define RCU_ORPHAN 0
 #define LEAVE_WAIT_NS (100ull * 1000000) /* users_zero's bounded wait for sleepers to leave */
@@ -58,7 +61,7 @@ struct rcu_domain {
 	unsigned long backlog_limit;
 
 	pthread_mutex_t lock;
-	pthread_cond_t wake;     /* the reclaim thread: work queued, or stop */
+	sem_t wake;              /* the reclaim thread: work queued, an orphan, or stop (sem_post is async-signal-safe) */
 	pthread_cond_t progress; /* droppers held back by backpressure */
 	struct ctx_impl *head, *tail; /* linked through scheme_data[0] */
 	bool stop;
@@ -217,9 +220,12 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 * last use of ctx comes first, and whoever runs the final drop sees
 	 * every earlier drop.
 	 */
-	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) == 1)
-		/* Release: pairs with drain_orphan's acquire exchange. */
-		atomic_store_explicit(&w->scheme_cold[RCU_ORPHAN], (uintptr_t)ctx, memory_order_release);
+	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) != 1)
+		return;
+	/* Release: pairs with drain_orphan's acquire exchange. */
+	atomic_store_explicit(&w->scheme_cold[RCU_ORPHAN], (uintptr_t)ctx, memory_order_release);
+	struct rcu_domain *rd = w->domain->scheme_data;
+	sem_post(&rd->wake); /* the reclaim thread drains it (drain_orphans) */
 }
 
 static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
@@ -484,6 +490,18 @@ static void wait_grace_period(struct rcu_domain *rd)
 	LMM_PROBE(grace_period_end, rd->d, stalled);
 }
 
+/* Every orphan of the domain's workers (leave_torn posted the wake). */
+static void drain_orphans(struct rcu_domain *rd)
+{
+	struct lmm_domain *d = rd->d;
+	for (unsigned i = 0; i < d->max_workers; i++) {
+		/* Acquire pairs with the release publication in lmm_worker_online. */
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
+		if (w)
+			drain_orphan(w);
+	}
+}
+
 static void *reclaim_main(void *arg)
 {
 	struct rcu_domain *rd = arg;
@@ -493,8 +511,13 @@ static void *reclaim_main(void *arg)
 	urcu_qsbr_thread_offline();
 	pthread_mutex_lock(&rd->lock);
 	for (;;) {
-		while (!rd->head && !rd->stop)
-			pthread_cond_wait(&rd->wake, &rd->lock);
+		while (!rd->head && !rd->stop) {
+			pthread_mutex_unlock(&rd->lock);
+			while (sem_wait(&rd->wake) != 0)
+				; /* EINTR */
+			drain_orphans(rd);
+			pthread_mutex_lock(&rd->lock);
+		}
 		if (!rd->head)
 			break;
 		/* Everything queued so far shares the next grace period. */
@@ -579,7 +602,7 @@ static void rcu_count_zero(struct lmm_ctx *ctx)
 	unsigned long n = atomic_fetch_add_explicit(&rd->backlog, 1, memory_order_relaxed) + 1;
 	if (n > atomic_load_explicit(&rd->backlog_max, memory_order_relaxed))
 		atomic_store_explicit(&rd->backlog_max, n, memory_order_relaxed);
-	pthread_cond_signal(&rd->wake);
+	sem_post(&rd->wake);
 	pthread_mutex_unlock(&rd->lock);
 }
 
@@ -693,7 +716,7 @@ static int rcu_domain_init(struct lmm_domain *d)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (pthread_mutex_init(&rd->lock, NULL))
 		goto err_attr;
-	if (pthread_cond_init(&rd->wake, &ca))
+	if (sem_init(&rd->wake, 0, 0))
 		goto err_lock;
 	if (pthread_cond_init(&rd->progress, &ca))
 		goto err_wake;
@@ -712,7 +735,7 @@ static int rcu_domain_init(struct lmm_domain *d)
 err_progress:
 	pthread_cond_destroy(&rd->progress);
 err_wake:
-	pthread_cond_destroy(&rd->wake);
+	sem_destroy(&rd->wake);
 err_lock:
 	pthread_mutex_destroy(&rd->lock);
 err_attr:
@@ -736,11 +759,11 @@ static void rcu_domain_fini(struct lmm_domain *d)
 	pthread_mutex_unlock(&all_lock);
 	pthread_mutex_lock(&rd->lock);
 	rd->stop = true;
-	pthread_cond_signal(&rd->wake);
+	sem_post(&rd->wake);
 	pthread_mutex_unlock(&rd->lock);
 	pthread_join(rd->thread, NULL);
 	pthread_cond_destroy(&rd->progress);
-	pthread_cond_destroy(&rd->wake);
+	sem_destroy(&rd->wake);
 	pthread_mutex_destroy(&rd->lock);
 	free(rd);
 	d->scheme_data = NULL;

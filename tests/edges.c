@@ -543,6 +543,9 @@ static int child_rcu_only(void *arg)
 /* A process that never made an rcu domain: its child may. */
 Test(fork, child_rcu_without_parent_rcu, .timeout = 60)
 {
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("TSan does not support threads started after a multi-threaded fork");
+#endif
 	struct lmm_domain *d = h_domain(LMM_SCHEME_HAZARD, 0, 0);
 	struct h_idler idler = { .d = d };
 	h_idler_start(&idler);
