@@ -151,7 +151,14 @@ struct lmm_config {
  */
 struct lmm_stats {
 	/* core */
-	uint64_t switches;     /* lmm_switch calls that changed something: lazy_enters + lazy_hits + its installs */
+	/*
+	 * lmm_switch calls that began a lazy hold, ended one with a lazy hit or
+	 * installed a context: lazy_enters + lazy_hits + installs - unlazies.
+	 * A call that changes nothing, or only moves between init and a
+	 * context-less task, is not counted (that would be a write on the
+	 * fast path).
+	 */
+	uint64_t switches;
 	uint64_t lazy_enters;  /* lmm_switch(w, NULL) from a context: a lazy hold began */
 	uint64_t lazy_hits;    /* switched back to the lazily held context: nothing installed */
 	uint64_t installs;     /* switch_ctx calls, including unlazy and offline */
