@@ -94,6 +94,9 @@ struct lmm_ctx {
 	} lmm_private;
 };
 
+/* switch_ctx's flags. */
+#define LMM_SWITCH_SIGNAL 0x1u /* inside the domain's signal handler: async-signal-safe only; next is init */
+
 /* The application's hooks. All three are required. */
 struct lmm_ops {
 	/*
@@ -103,8 +106,13 @@ struct lmm_ops {
 	 * inside the domain's signal handler: it must then be async-signal-safe.
 	 * The handler runs on the worker's sigaltstack if it has one
 	 * (SA_ONSTACK); the library's own frames there take under 1 KiB.
+	 * @flags: LMM_SWITCH_SIGNAL when it runs in the handler (then @next
+	 * is init): a runtime may keep heavy work out of that path, for
+	 * instance by only marking the worker and finishing the unload at
+	 * its next switch. (0.2: the @flags argument is new.)
 	 */
-	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next);
+	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next,
+			   unsigned flags);
 	/* Users reached 0 (exit_mmap): runs once, on the thread that dropped it. */
 	void (*teardown)(struct lmm_ctx *ctx);
 	/*

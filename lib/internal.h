@@ -94,6 +94,8 @@ struct lmm_worker {
 	 */
 	atomic_int critical;
 	atomic_int sig_pending;
+	/* The domain's handler runs the signal work now (switch_ctx's LMM_SWITCH_SIGNAL). */
+	atomic_bool in_handler;
 	bool uses_signals;
 	bool debug;
 	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */

@@ -24,7 +24,9 @@ static struct lmm_ctx *install(struct lmm_worker *w, struct lmm_ctx *next, bool 
 
 	if (next != w->init)
 		mask_set(ctx_impl(next), w->id);
-	w->domain->ops.switch_ctx(w, prev, next);
+	/* Relaxed: set by this thread's own handler around its work (signal.c). */
+	unsigned flags = atomic_load_explicit(&w->in_handler, memory_order_relaxed) ? LMM_SWITCH_SIGNAL : 0;
+	w->domain->ops.switch_ctx(w, prev, next, flags);
 	if (prev_lazy && w->scheme->switched_away)
 		w->scheme->switched_away(w, prev);
 	/*

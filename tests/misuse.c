@@ -323,8 +323,9 @@ REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
  */
 #ifdef LMM_HAVE_HAZARD
 /* Hooks that check nothing: the harness's own would catch the free first. */
-static void quiet_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void quiet_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w, (void)prev, (void)next;
 }
 
