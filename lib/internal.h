@@ -164,6 +164,10 @@ struct lmm_scheme_ops {
 	/* The domain's signal landed on w, outside any switch (maybe in the handler). */
 	void (*signal)(struct lmm_worker *w);
 	void (*stats)(struct lmm_domain *d, struct lmm_stats *out); /* optional: gauges */
+	/* Optional, LMM_F_NO_THREADS: lmm_poll's pass over the scheme's work; true if some is left. */
+	bool (*poll)(struct lmm_domain *d);
+	/* Optional: lmm_quiescent on w's thread. */
+	void (*quiescent)(struct lmm_worker *w);
 	/* Optional, process-wide: pthread_atfork's three phases (enum lmm_fork_phase). */
 	void (*atfork)(int phase);
 };
@@ -205,6 +209,8 @@ struct lmm_domain {
 	unsigned mask_words; /* unsigned longs per worker mask */
 	int signo;
 	unsigned barrier_timeout_ms;
+	unsigned rcu_nudge_ms;         /* cfg.rcu_nudge_ms or LMM_RCU_NUDGE_MS, validated */
+	unsigned long rcu_backlog_max; /* cfg.rcu_backlog_max or LMM_RCU_BACKLOG_MAX, validated */
 	struct lmm_ctx init;
 
 	/* Guards the worker table's membership; never held across a hook. */
@@ -236,6 +242,9 @@ struct lmm_domain {
 
 /* core services for the schemes */
 LMM_HIDDEN void lmm__ctx_release(struct lmm_ctx *ctx);
+/* Start a library thread @name through cfg.thread_create; 0 or a negative errno. */
+LMM_HIDDEN int lmm__thread_start(struct lmm_domain *d, pthread_t *t, void *(*fn)(void *), void *arg,
+				 const char *name);
 LMM_HIDDEN void lmm__count_zero(struct ctx_impl *c);
 LMM_HIDDEN void lmm__unlazy(struct lmm_worker *w);
 LMM_HIDDEN int lmm__stats(struct lmm_domain *d, struct lmm_stats *out);
