@@ -110,7 +110,9 @@ struct lmm_ops {
 	 * @flags: LMM_SWITCH_SIGNAL when it runs in the handler (then @next
 	 * is init): a runtime may keep heavy work out of that path, for
 	 * instance by only marking the worker and finishing the unload at
-	 * its next switch. (0.2: the @flags argument is new.)
+	 * its next switch. (0.2: the @flags argument is new.) It must not
+	 * call lmm_switch or lmm_unlazy (they abort, naming the call, when
+	 * they would install), nor lmm_idle_*, lmm_worker_* or lmm_barrier.
 	 */
 	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next,
 			   unsigned flags);
@@ -336,7 +338,9 @@ LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
  * (the lazy hit) calls nothing. From a context-less task, lmm_switch(w, ctx)
  * ... lmm_switch(w, NULL) adopts ctx for a while (kthread_use_mm); take a
  * users reference first (lmm_get_not_zero if you hold only a count one).
- * A context of another domain, or one that is not live, aborts.
+ * A context of another domain, or one that is not live, aborts. Not from
+ * a hook (switch_ctx, teardown, free), nor from a signal handler: from
+ * switch_ctx it aborts wherever it would install; elsewhere undefined.
  */
 LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
 /* A lazy worker switches to init now and drops its lazy hold. No-op otherwise. */

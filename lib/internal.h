@@ -104,6 +104,8 @@ struct lmm_worker {
 	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
 	/* Between lmm_idle_enter and lmm_idle_exit; path is then the general copy, which checks it. */
 	bool idle;
+	/* Inside switch_ctx: the slow paths refuse to re-enter (owner only; no handler reads it). */
+	bool in_switch_ctx;
 	unsigned id;
 	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
 	_Atomic(uintptr_t) slot[2];
