@@ -32,13 +32,15 @@
  *   - free runs once, after teardown, on a process no worker has installed;
  *   - every process is freed, and its data adds up;
  *   - with --migrate (every yield queues the task on the next worker, and
- *     workers do not steal), every slice after a task's first migrated.
+ *     workers do not steal), every slice after a task's first migrated;
+ *   - with --overflow (the service task recurses without end), the overflow
+ *     faults in that task's guard page (exit 0), nowhere else.
  *
  *   cc -O2 greenthreads.c $(pkg-config --cflags --libs lazymm) -o greenthreads
  *   cc -O2 -DGREENTHREADS_FCONTEXT greenthreads.c $(pkg-config --cflags --libs lazymm) \
  *      -lboost_context -o greenthreads                 # Debian: libboost-context-dev
  *   ./greenthreads --scheme hazard [--workers 3] [--procs 24] [--tasks 4] [--steps 200]
- *                  [--migrate] [--bench MS]
+ *                  [--migrate] [--overflow] [--bench MS]
  * --bench MS: every task yields at every step until MS ms have passed, then
  * the last line is "switches/s N": task switches (scheduler -> task ->
  * scheduler) per CPU second of the workers, times the CPUs they can use.
@@ -51,6 +53,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,8 +161,9 @@ struct cpu {
 static struct {
 	struct lmm_domain *d;
 	unsigned nworkers, nprocs, ntasks, nsteps;
-	bool migrate;
+	bool migrate, overflow;
 	unsigned bench_ms;
+	size_t page;
 	atomic_bool stop;          /* --bench: tasks leave at their next step */
 	struct cpu *cpus;
 	atomic_long tasks_left;    /* tasks not yet exited, service included */
@@ -239,26 +243,57 @@ static void free_proc(struct lmm_ctx *c)
 
 static void stack_alloc(struct mctx *m)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	char *base = mmap(NULL, page + STACK_SIZE, PROT_READ | PROT_WRITE,
+	char *base = mmap(NULL, g.page + STACK_SIZE, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 	if (base == MAP_FAILED)
 		die("mmap");
-	if (mprotect(base, page, PROT_NONE))
+	if (mprotect(base, g.page, PROT_NONE))
 		die("mprotect");
-	m->stack = base + page;
+	m->stack = base + g.page;
 	m->stack_size = STACK_SIZE;
 }
 
 static void stack_free(struct mctx *m)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 #ifdef GT_ASAN
 	/* The task's last frames never returned: clear their redzones before reuse. */
 	ASAN_UNPOISON_MEMORY_REGION(m->stack, m->stack_size);
 #endif
-	if (munmap((char *)m->stack - page, page + STACK_SIZE))
+	if (munmap((char *)m->stack - g.page, g.page + STACK_SIZE))
 		die("munmap");
+}
+
+/*
+ * --overflow: the service task recurses until its stack runs out. The fault
+ * is taken on the worker's alternate signal stack; it must hit the guard
+ * page just below the task's stack.
+ */
+static void overflow_fault(int sig, siginfo_t *si, void *uc)
+{
+	static const char ok[] = "greenthreads: overflow hit the guard page: ok\n";
+	static const char bad[] = "greenthreads: violation: fault outside the guard page\n";
+	char *a = si->si_addr, *lo = g.service->mctx.stack;
+	bool hit = a < lo && a >= lo - g.page;
+	(void)sig, (void)uc;
+	if (write(2, hit ? ok : bad, hit ? sizeof(ok) - 1 : sizeof(bad) - 1) < 0)
+		_exit(1);
+	_exit(hit ? 0 : 1);
+}
+
+static void overflow_catch(void)
+{
+	/* Per worker, the fault may come on any; never freed: the handler ends the program. */
+	stack_t ss = { .ss_sp = malloc(64 * 1024), .ss_size = 64 * 1024 };
+	struct sigaction sa = { .sa_sigaction = overflow_fault, .sa_flags = SA_SIGINFO | SA_ONSTACK };
+	if (!ss.ss_sp || sigaltstack(&ss, NULL) || sigaction(SIGSEGV, &sa, NULL))
+		die("sigaltstack");
+}
+
+static unsigned recurse(unsigned n)
+{
+	volatile char frame[512];
+	frame[0] = (char)n;
+	return n == UINT32_MAX ? 0 : recurse(n + 1) + frame[0]; /* not a tail call: frames pile up */
 }
 
 /* --- task switches: fcontext or ucontext; sanitizers are told of every stack switch --- */
@@ -578,6 +613,8 @@ static void process_task(struct task *t)
  */
 static void service_task(struct task *t)
 {
+	if (g.overflow)
+		recurse(0); /* does not return */
 	for (;;) {
 		unsigned alive = 0;
 		for (unsigned i = 0; i < g.nprocs; i++) {
@@ -651,6 +688,8 @@ static void *worker_main(void *arg)
 		exit(1);
 	}
 	mctx_init_thread(&cpu->sched);
+	if (g.overflow)
+		overflow_catch();
 	uint64_t t0 = thread_cpu_ns();
 	struct task *t;
 	/* Rule 3: pick() returns with no lock held; the lmm_switch calls below take none. */
@@ -720,10 +759,15 @@ int main(int argc, char **argv)
 	g.nprocs = 24;
 	g.ntasks = 4;
 	g.nsteps = 200;
+	g.page = (size_t)sysconf(_SC_PAGESIZE);
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(argv[i], "--migrate")) {
 			g.migrate = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--overflow")) {
+			g.overflow = true;
 			continue;
 		}
 		if (!strcmp(argv[i], "--scheme")) {
@@ -744,7 +788,7 @@ int main(int argc, char **argv)
 			cfg.flags = 0; /* time the scheduler, not the debug checks */
 		} else {
 			fprintf(stderr, "usage: %s [--scheme NAME] [--workers N] [--procs N] [--tasks N] [--steps N]"
-				" [--migrate] [--bench MS]\n", argv[0]);
+				" [--migrate] [--overflow] [--bench MS]\n", argv[0]);
 			return 2;
 		}
 		i++;
