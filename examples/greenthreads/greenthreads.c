@@ -17,7 +17,7 @@
  * parks between its rounds until a process dies. Under ASan and TSan every
  * stack switch is announced through their fiber interfaces.
  *
- * lazymm's worker-loop rules, each marked "Rule:" where the code follows it:
+ * lazymm's worker-loop rules, each marked "Rule N" where the code follows it:
  *   1. switch to the task's context, run the task, then switch to NULL
  *      before the task can be queued anywhere (it may go on elsewhere);
  *   2. bracket only real sleeps with lmm_idle_enter/lmm_idle_exit, and call
@@ -424,7 +424,11 @@ static void wake_any(void)
 			return;
 }
 
-/* --- the run queues --- */
+/*
+ * --- the run queues ---
+ * Rule 3: a queue lock covers the list only; nothing under it calls lazymm
+ * (free, which lmm_switch may run, could itself want to queue work).
+ */
 
 static unsigned rq_push(struct cpu *c, struct task *t)
 {
@@ -542,7 +546,7 @@ static void yield(struct task *t, bool park)
 	t->next_cpu = g.migrate ? &g.cpus[(cpu->index + 1) % g.nworkers] : NULL;
 	t->park = park;
 	mctx_switch(&t->mctx, &cpu->sched, false);
-	/* Resumed, perhaps on another thread: cpu is stale now. */
+	/* Rule 4: resumed, perhaps on another thread: cpu is stale now. */
 }
 
 /*
