@@ -103,7 +103,7 @@ struct vm {
 	unsigned char *ram;
 	struct kvm_vcpu vcpu;
 	bool off;            /* the guest powered off (its vCPU task's own) */
-	atomic_int state;    /* enum vm_state */
+	atomic_int state;    /* enum vm_state; VM_RELEASED seq_cst (vm_touch_begin), VM_OFF a relaxed note */
 	atomic_int touching; /* the checker's guard: touches in flight (see vm_touch_begin) */
 	atomic_int teardowns, frees;
 	struct vm *next; /* every VM booted, for the final checks; the struct outlives its resources */
@@ -143,7 +143,7 @@ static struct {
 	atomic_bool stop;
 	pthread_mutex_t vms_lock;
 	struct vm *vms;            /* every VM booted */
-	atomic_uint vms_live;      /* booted, not powered off */
+	atomic_uint vms_live;      /* booted, not powered off; relaxed: a count, nothing published by it */
 	atomic_long released_touches, booted, freed, io_done;
 } g;
 
@@ -164,11 +164,11 @@ static struct vm *vm_of(struct lmm_ctx *c)
  */
 static bool vm_touch_begin(struct vm *vm)
 {
-	/* seq_cst, with vm_release's seq_cst store of state: one sees the other (Dekker). */
+	/* seq_cst, this and the load: with vm_release's seq_cst store, one sees the other (Dekker). */
 	atomic_fetch_add(&vm->touching, 1);
 	if (atomic_load(&vm->state) != VM_RELEASED)
 		return true;
-	atomic_fetch_add(&g.released_touches, 1);
+	RELAXED_INC(g.released_touches);
 	kvm_violation("violation: a VM was touched after its resources were released\n");
 	return false;
 }
@@ -206,7 +206,7 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 	struct vm *p = vm_of(prev), *n = vm_of(next);
 
 	/* Relaxed: written only by this thread (switch_ctx), read by its signal handler. */
-	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == p,
+	KVM_CHECK(RELAXED_LOAD(me->installed) == p,
 	      "switch_ctx's prev is not what the worker had installed");
 	if (p && vm_touch_begin(p))
 		guest_store(p, GPA_LOADED, 0);
@@ -224,26 +224,26 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 static void teardown(struct lmm_ctx *c)
 {
 	struct vm *vm = vm_of(c);
-	KVM_CHECK(atomic_fetch_add(&vm->teardowns, 1) == 0, "teardown ran twice");
-	atomic_store(&vm->state, VM_OFF);
+	KVM_CHECK(RELAXED_INC(vm->teardowns) == 0, "teardown ran twice");
+	atomic_store_explicit(&vm->state, VM_OFF, memory_order_relaxed);
 	if (g.negative)
 		vm_release(vm); /* the bug --negative plants: released while still installed */
-	atomic_fetch_sub(&g.vms_live, 1);
+	atomic_fetch_sub_explicit(&g.vms_live, 1, memory_order_relaxed);
 }
 
 /* No worker has the VM installed: only now may its RAM, kvm_run page and fds go. */
 static void free_vm(struct lmm_ctx *c)
 {
 	struct vm *vm = vm_of(c);
-	KVM_CHECK(atomic_load(&vm->teardowns) == 1, "free before teardown");
-	KVM_CHECK(atomic_fetch_add(&vm->frees, 1) == 0, "free ran twice");
+	KVM_CHECK(RELAXED_LOAD(vm->teardowns) == 1, "free before teardown");
+	KVM_CHECK(RELAXED_INC(vm->frees) == 0, "free ran twice");
 	for (unsigned i = 0; i < g.nworkers; i++)
 		/* Relaxed: lazymm orders this after the worker's switch_ctx away from it. */
-		KVM_CHECK(atomic_load_explicit(&g.workers[i].installed, memory_order_relaxed) != vm,
+		KVM_CHECK(RELAXED_LOAD(g.workers[i].installed) != vm,
 		      "free of a VM a worker still has installed");
 	if (!g.negative)
 		vm_release(vm);
-	atomic_fetch_add(&g.freed, 1);
+	RELAXED_INC(g.freed);
 }
 
 /* --- the kick --- */
@@ -255,13 +255,13 @@ static void kick_handler(int sig)
 	int saved_errno = errno;
 	if (!me)
 		return;
-	atomic_fetch_add_explicit(&me->kicked, 1, memory_order_relaxed); /* same-thread reader */
-	atomic_fetch_add_explicit(&me->kicks, 1, memory_order_relaxed);  /* a counter */
+	RELAXED_INC(me->kicked); /* same-thread reader */
+	RELAXED_INC(me->kicks);  /* a counter */
 	/* Relaxed: written by switch_ctx on this very thread, and lazymm's signal is blocked here. */
-	struct vm *vm = atomic_load_explicit(&me->installed, memory_order_relaxed);
+	struct vm *vm = RELAXED_LOAD(me->installed);
 	if (vm) {
 		if (!me->in_vcpu)
-			atomic_fetch_add_explicit(&me->kicks_lazy, 1, memory_order_relaxed); /* a counter */
+			RELAXED_INC(me->kicks_lazy); /* a counter */
 		if (vm_touch_begin(vm)) {
 			/* Relaxed: KVM reads it at the next KVM_RUN entry of this vCPU, on whatever thread. */
 			__atomic_store_n(&vm->vcpu.run->immediate_exit, 1, __ATOMIC_RELAXED);
@@ -299,7 +299,7 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 	lmm_switch(me->w, &vm->ctx); /* the vCPU task holds the VM's users reference */
 	me->in_vcpu = 1;
 	me->vcpu_tasks++;
-	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == vm,
+	KVM_CHECK(RELAXED_LOAD(me->installed) == vm,
 	      "a vCPU task runs without its VM installed");
 	for (;;) {
 		/*
@@ -351,7 +351,7 @@ static void *worker_main(void *arg)
 		kvm_die("lmm_worker_online failed");
 	for (;;) {
 		pthread_mutex_lock(&me->lock);
-		while (!me->head && !atomic_load(&g.stop)) {
+		while (!me->head && !RELAXED_LOAD(g.stop)) { /* relaxed: set before a locked signal */
 			/* Idle: no lmm_switch between these two. The lazy VM stays installed. */
 			lmm_idle_enter(me->w);
 			me->idle_sleeps++;
@@ -373,7 +373,7 @@ static void *worker_main(void *arg)
 			break;
 		case T_IO_DONE: /* host-side device model: no VM touched */
 			me->ctxless_tasks++;
-			atomic_fetch_add(&g.io_done, 1);
+			RELAXED_INC(g.io_done);
 			break;
 		case T_TIMER: /* the halted vCPU's timer fired: wake it */
 			me->ctxless_tasks++;
@@ -411,8 +411,8 @@ static void vm_boot(unsigned id, unsigned *seed)
 	vm->next = g.vms;
 	g.vms = vm;
 	pthread_mutex_unlock(&g.vms_lock);
-	atomic_fetch_add(&g.vms_live, 1);
-	atomic_fetch_add(&g.booted, 1);
+	RELAXED_INC(g.vms_live);
+	RELAXED_INC(g.booted);
 	push(vcpu_queue(vm, seed), T_VCPU, vm, 0);
 }
 
@@ -479,7 +479,7 @@ int main(int argc, char **argv)
 	unsigned seed = 99, next_id = 1;
 	long kicks_sent = 0;
 	while (ms_since(&t0) < (long)ms) {
-		if (atomic_load(&g.vms_live) < g.nvms) {
+		if (RELAXED_LOAD(g.vms_live) < g.nvms) {
 			vm_boot(next_id++, &seed);
 			continue;
 		}
@@ -487,9 +487,10 @@ int main(int argc, char **argv)
 		kicks_sent++;
 		nanosleep(&(struct timespec){ 0, 100 * 1000 }, NULL);
 	}
-	while (atomic_load(&g.vms_live)) /* every guest runs to its power-off */
+	while (RELAXED_LOAD(g.vms_live)) /* every guest runs to its power-off */
 		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
-	atomic_store(&g.stop, true);
+	/* Relaxed: each queue's lock orders it before the worker's next look. */
+	atomic_store_explicit(&g.stop, true, memory_order_relaxed);
 	for (unsigned i = 0; i < g.nworkers; i++) {
 		pthread_mutex_lock(&g.workers[i].lock);
 		pthread_cond_signal(&g.workers[i].wake);
@@ -507,22 +508,22 @@ int main(int argc, char **argv)
 		ctxless += wk->ctxless_tasks;
 		kicks_seen += wk->kicks_seen;
 		idle_sleeps += wk->idle_sleeps;
-		kicks += atomic_load(&wk->kicks);
-		kicks_lazy += atomic_load(&wk->kicks_lazy);
+		kicks += RELAXED_LOAD(wk->kicks);
+		kicks_lazy += RELAXED_LOAD(wk->kicks_lazy);
 	}
 	ret = lmm_barrier(g.d);
 	KVM_CHECK(ret == 0, "lmm_barrier failed");
 	struct lmm_stats st;
 	lmm_stats(g.d, &st);
-	long booted = atomic_load(&g.booted);
-	KVM_CHECK(atomic_load(&g.freed) == booted, "not every VM was freed");
+	long booted = RELAXED_LOAD(g.booted);
+	KVM_CHECK(RELAXED_LOAD(g.freed) == booted, "not every VM was freed");
 	for (struct vm *vm = g.vms, *next; vm; vm = next) {
 		next = vm->next;
-		KVM_CHECK(atomic_load(&vm->teardowns) == 1 && atomic_load(&vm->frees) == 1,
+		KVM_CHECK(RELAXED_LOAD(vm->teardowns) == 1 && RELAXED_LOAD(vm->frees) == 1,
 		      "a VM was not torn down and freed exactly once");
 		free(vm);
 	}
-	KVM_CHECK(atomic_load(&g.io_done) == io_exits, "an I/O completion was lost");
+	KVM_CHECK(RELAXED_LOAD(g.io_done) == io_exits, "an I/O completion was lost");
 	ret = lmm_domain_destroy(g.d);
 	KVM_CHECK(ret == 0, "lmm_domain_destroy failed");
 	signal(SIGRTMIN, SIG_DFL);
@@ -538,7 +539,7 @@ int main(int argc, char **argv)
 	printf("  %llu VM installs (switch_ctx), %llu lazy hits; %ld kicks sent, %ld taken (%ld on a lazily held VM, "
 	       "%ld seen by a vCPU loop)\n", (unsigned long long)st.installs, (unsigned long long)st.lazy_hits,
 	       kicks_sent, kicks, kicks_lazy, kicks_seen);
-	printf("  %ld VMs torn down and freed; fds %d before, %d after\n", atomic_load(&g.freed), fds_before,
+	printf("  %ld VMs torn down and freed; fds %d before, %d after\n", RELAXED_LOAD(g.freed), fds_before,
 	       fds_after);
 	pthread_mutex_destroy(&g.vms_lock);
 	for (unsigned i = 0; i < g.nworkers; i++) {
@@ -546,7 +547,7 @@ int main(int argc, char **argv)
 		pthread_cond_destroy(&g.workers[i].wake);
 	}
 	free(g.workers);
-	long v = atomic_load(&kvm_violations), touched = atomic_load(&g.released_touches);
+	long v = RELAXED_LOAD(kvm_violations), touched = RELAXED_LOAD(g.released_touches);
 	if (g.negative) {
 		/* Only the planted bug may show: a touch of a released VM, and nothing else. */
 		bool caught = touched > 0 && v == touched;
