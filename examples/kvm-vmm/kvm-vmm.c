@@ -299,8 +299,10 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 	lmm_switch(me->w, &vm->ctx); /* the vCPU task holds the VM's users reference */
 	me->in_vcpu = 1;
 	me->vcpu_tasks++;
-	KVM_CHECK(RELAXED_LOAD(me->installed) == vm,
-	      "a vCPU task runs without its VM installed");
+	/* KVM_RUN goes through what switch_ctx installed: a wrong install shows as another VM's I/O. */
+	struct vm *in = RELAXED_LOAD(me->installed); /* relaxed: written on this thread */
+	KVM_CHECK(in == vm, "a vCPU task runs without its VM installed");
+	struct kvm_vcpu *vcpu = in ? &in->vcpu : &vm->vcpu;
 	for (;;) {
 		/*
 		 * A VMM looks at its requests for the vCPU here; a kick that
@@ -308,9 +310,9 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 		 * returns at once. Relaxed: the kick handler runs on this thread.
 		 */
 		me->kicks_seen += atomic_exchange_explicit(&me->kicked, 0, memory_order_relaxed);
-		int exit = kvm_run_once(&vm->vcpu);
+		int exit = kvm_run_once(vcpu);
 		if (exit < 0) { /* EINTR: a kick or lazymm's signal; the guest resumes where it was */
-			__atomic_store_n(&vm->vcpu.run->immediate_exit, 0, __ATOMIC_RELAXED); /* as in the handler */
+			__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED); /* as in the handler */
 			me->intr_exits++;
 			continue;
 		}
@@ -318,14 +320,14 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 			me->halts++;
 			break;
 		}
-		if (exit == KVM_EXIT_IO && vm->vcpu.run->io.port == PORT_REPORT) {
+		if (exit == KVM_EXIT_IO && vcpu->run->io.port == PORT_REPORT) {
 			me->io_exits++;
-			KVM_CHECK(kvm_io_value(vm->vcpu.run) == vm->id && lmm_current(me->w) == &vm->ctx,
+			KVM_CHECK(kvm_io_value(vcpu->run) == vm->id && lmm_current(me->w) == &vm->ctx,
 			      "guest I/O from a VM other than the task's own");
-			push(me, T_IO_DONE, NULL, kvm_io_value(vm->vcpu.run));
+			push(me, T_IO_DONE, NULL, kvm_io_value(vcpu->run));
 			continue;
 		}
-		if (exit == KVM_EXIT_IO && vm->vcpu.run->io.port == PORT_POWEROFF) {
+		if (exit == KVM_EXIT_IO && vcpu->run->io.port == PORT_POWEROFF) {
 			vm->off = true;
 			continue;
 		}
