@@ -10,7 +10,9 @@
  *     installed VM until the guest halts (HLT is handled in userspace:
  *     KVM_EXIT_HLT parks the vCPU task), then lmm_switch(w, NULL);
  *   - context-less tasks: I/O completions and the timer that wakes a halted
- *     vCPU. They touch no VM, so the last VM stays installed lazily.
+ *     vCPU (HALT_US after its hlt; the worker sleeps between lmm_idle_enter
+ *     and lmm_idle_exit until then if it has nothing else). They touch no
+ *     VM, so the last VM stays installed lazily.
  *
  * What a worker keeps installed lazily is really used while lazy. switch_ctx
  * writes the installed VM's guest RAM (the "loaded on worker" word, the way
@@ -20,7 +22,10 @@
  * vCPU's kvm_run->immediate_exit and counts the kick in a page of guest RAM.
  * A VM is torn down at power-off (users reach 0, usually while the worker
  * that ran it still holds it lazily) and its RAM, kvm_run mapping and fds
- * go only in the free hook, once no worker has it installed.
+ * go only in the free hook, once no worker has it installed. The free hook
+ * runs on lazymm's thread (LMM_F_DEFER_FREE): closing a VM fd makes KVM
+ * destroy the VM, about 2 ms here, and a worker would stall in it (in
+ * lmm_put under shootdown, in its next lmm_switch under refcount).
  *
  * Why the kick handler blocks lazymm's signal (sa_mask): the handler reads
  * the VM the worker has installed and then writes through it. Under the
@@ -72,8 +77,8 @@
 #define GPA_ROUND 0x510  /* the guest's round counter */
 #define PORT_REPORT 0x10
 #define PORT_POWEROFF 0x11
-/* Halts before power-off: 8 to 31, so that VMs booted together do not all die together. */
-#define GUEST_ROUNDS(id) (8 + (id) % 24)
+/* Halts before power-off: 32 to 95, so that VMs booted together do not all die together. */
+#define GUEST_ROUNDS(id) (32 + (id) % 64)
 
 /*
  * The guest, at 0x1000 (assembled with gcc -c, `objdump -d`):
@@ -115,6 +120,7 @@ struct task {
 	enum task_kind kind;
 	struct vm *vm;  /* T_VCPU, T_TIMER: the VM to run or to wake */
 	uint32_t value; /* T_IO_DONE: what the guest reported */
+	struct timespec due; /* T_TIMER: when it fires */
 	struct task *next;
 };
 
@@ -125,6 +131,7 @@ struct worker {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct task *head, **tail;
+	struct task *timers; /* armed, not yet due (unsorted: one per halted vCPU at most) */
 	/* What switch_ctx installed here (NULL: init); read by the kick handler on this thread. */
 	_Atomic(struct vm *) installed;
 	atomic_uint kicked;      /* kicks the worker's loop has not seen yet */
@@ -274,12 +281,20 @@ static void kick_handler(int sig)
 
 /* --- tasks --- */
 
-static void push(struct worker *to, enum task_kind kind, struct vm *vm, uint32_t value)
+#define HALT_US 100 /* a halted vCPU's timer fires this long after its hlt */
+
+static struct task *task_new(enum task_kind kind, struct vm *vm, uint32_t value)
 {
 	struct task *t = malloc(sizeof(*t));
 	if (!t)
 		kvm_die("out of memory");
 	*t = (struct task){ .kind = kind, .vm = vm, .value = value };
+	return t;
+}
+
+static void push(struct worker *to, enum task_kind kind, struct vm *vm, uint32_t value)
+{
+	struct task *t = task_new(kind, vm, value);
 	pthread_mutex_lock(&to->lock);
 	*to->tail = t;
 	to->tail = &t->next;
@@ -291,6 +306,43 @@ static void push(struct worker *to, enum task_kind kind, struct vm *vm, uint32_t
 static struct worker *vcpu_queue(struct vm *vm, unsigned *seed)
 {
 	return &g.workers[g.affinity ? vm->home : kvm_rnd(seed) % g.nworkers];
+}
+
+static void arm_timer(struct worker *me, struct vm *vm)
+{
+	struct task *t = task_new(T_TIMER, vm, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t->due);
+	t->due.tv_nsec += HALT_US * 1000;
+	if (t->due.tv_nsec >= 1000000000) {
+		t->due.tv_sec++;
+		t->due.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&me->lock);
+	t->next = me->timers;
+	me->timers = t;
+	pthread_mutex_unlock(&me->lock);
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Under me->lock: unlink and return a timer that is due; else NULL, and *next is the earliest one's time. */
+static struct task *timer_due(struct worker *me, struct timespec *next)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (struct task **p = &me->timers; *p; p = &(*p)->next) {
+		if (!before(&now, &(*p)->due)) {
+			struct task *t = *p;
+			*p = t->next;
+			return t;
+		}
+		if (p == &me->timers || before(&(*p)->due, next))
+			*next = (*p)->due;
+	}
+	return NULL;
 }
 
 /* A vCPU task: run the guest through the installed VM until it halts. */
@@ -341,7 +393,7 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 	if (vm->off)
 		lmm_put(&vm->ctx); /* power-off: teardown now, free once no worker has it installed */
 	else
-		push(me, T_TIMER, vm, 0); /* the halted vCPU waits for its timer */
+		arm_timer(me, vm); /* the halted vCPU waits for its timer; the worker may idle meanwhile */
 }
 
 static void *worker_main(void *arg)
@@ -352,19 +404,29 @@ static void *worker_main(void *arg)
 	if (lmm_worker_online(g.d, me, &me->w))
 		kvm_die("lmm_worker_online failed");
 	for (;;) {
+		struct task *t;
+		struct timespec next;
 		pthread_mutex_lock(&me->lock);
-		while (!me->head && !RELAXED_LOAD(g.stop)) { /* relaxed: set before a locked signal */
+		for (;;) {
+			if ((t = me->head)) {
+				me->head = t->next;
+				if (!me->head)
+					me->tail = &me->head;
+				break;
+			}
+			if ((t = timer_due(me, &next)))
+				break;
+			/* Relaxed: set before a locked signal. Armed timers belong to live VMs. */
+			if (!me->timers && RELAXED_LOAD(g.stop))
+				break;
 			/* Idle: no lmm_switch between these two. The lazy VM stays installed. */
 			lmm_idle_enter(me->w);
 			me->idle_sleeps++;
-			pthread_cond_wait(&me->wake, &me->lock);
+			if (me->timers)
+				pthread_cond_timedwait(&me->wake, &me->lock, &next);
+			else
+				pthread_cond_wait(&me->wake, &me->lock);
 			lmm_idle_exit(me->w);
-		}
-		struct task *t = me->head;
-		if (t) {
-			me->head = t->next;
-			if (!me->head)
-				me->tail = &me->head;
 		}
 		pthread_mutex_unlock(&me->lock);
 		if (!t)
@@ -428,7 +490,7 @@ static long ms_since(const struct timespec *t0)
 int main(int argc, char **argv)
 {
 	static const struct lmm_ops ops = { switch_ctx, teardown, free_vm };
-	struct lmm_config cfg = { .scheme = LMM_SCHEME_REFCOUNT, .ops = &ops, .flags = LMM_F_DEBUG };
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_REFCOUNT, .ops = &ops, .flags = LMM_F_DEBUG | LMM_F_DEFER_FREE };
 	unsigned ms = 1000;
 	g.nworkers = 2;
 	g.nvms = 4;
@@ -469,7 +531,11 @@ int main(int argc, char **argv)
 		wk->id = i;
 		wk->tail = &wk->head;
 		pthread_mutex_init(&wk->lock, NULL);
-		pthread_cond_init(&wk->wake, NULL);
+		pthread_condattr_t ca; /* timers are CLOCK_MONOTONIC */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&wk->wake, &ca);
+		pthread_condattr_destroy(&ca);
 	}
 	for (unsigned i = 0; i < g.nworkers; i++)
 		if (pthread_create(&g.workers[i].thread, NULL, worker_main, &g.workers[i]))
@@ -481,13 +547,12 @@ int main(int argc, char **argv)
 	unsigned seed = 99, next_id = 1;
 	long kicks_sent = 0;
 	while (ms_since(&t0) < (long)ms) {
-		if (RELAXED_LOAD(g.vms_live) < g.nvms) {
+		if (RELAXED_LOAD(g.vms_live) < g.nvms)
 			vm_boot(next_id++, &seed);
-			continue;
-		}
-		pthread_kill(g.workers[kvm_rnd(&seed) % g.nworkers].thread, SIGRTMIN);
-		kicks_sent++;
-		nanosleep(&(struct timespec){ 0, 100 * 1000 }, NULL);
+		else
+			nanosleep(&(struct timespec){ 0, 100 * 1000 }, NULL);
+		if (pthread_kill(g.workers[kvm_rnd(&seed) % g.nworkers].thread, SIGRTMIN) == 0)
+			kicks_sent++;
 	}
 	while (RELAXED_LOAD(g.vms_live)) /* every guest runs to its power-off */
 		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
@@ -535,7 +600,7 @@ int main(int argc, char **argv)
 
 	printf("kvm-vmm (%s%s): %u workers, %ld VMs (%u at a time, %d to %d halts each) for %u ms, affinity %s\n",
 	       lmm_scheme_name(cfg.scheme), g.negative ? ", --negative" : "", g.nworkers, booted, g.nvms,
-	       GUEST_ROUNDS(0), GUEST_ROUNDS(23), ms, g.affinity ? "on" : "off");
+	       GUEST_ROUNDS(0), GUEST_ROUNDS(63), ms, g.affinity ? "on" : "off");
 	printf("  %ld vCPU tasks, %ld context-less tasks, %ld idle sleeps; %ld I/O exits, %ld halts, %ld EINTR exits\n",
 	       vcpu_tasks, ctxless, idle_sleeps, io_exits, halts, intr_exits);
 	printf("  %llu VM installs (switch_ctx), %llu lazy hits; %ld kicks sent, %ld taken (%ld on a lazily held VM, "
