@@ -11,9 +11,9 @@
  *   0x2000   PML4 of the boot page tables (kvm_identity_map)
  *   0x3000   PDPT, 0x4000 PD: guest RAM identity mapped with 2 MiB pages
  * Long mode is entered directly through KVM_SET_SREGS (CR0.PE|PG, CR4.PAE,
- * EFER.LME|LMA, a 64-bit code segment): no real-mode trampoline. This KVM is
- * paravirtual: it runs real-mode and long-mode guests but refuses 32-bit
- * and PAE paging, so there is no other way up anyway.
+ * EFER.LME|LMA, a 64-bit code segment): no real-mode trampoline, and no
+ * 32-bit or PAE stage, which the paravirtual KVM these were written on
+ * refuses (it runs real-mode and long-mode guests only).
  */
 #ifndef EXAMPLES_KVM_H
 #define EXAMPLES_KVM_H
