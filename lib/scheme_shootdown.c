@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The shootdown scheme (MMU_LAZY_TLB_SHOOTDOWN, seed 003), signals as IPIs.
+ * The shootdown scheme (MMU_LAZY_TLB_SHOOTDOWN, Piggin,
+ * 20230203071837.1136453-6-npiggin@gmail.com), signals as IPIs.
  *
  * A lazy hold is uncounted and writes nothing shared: entering and leaving
  * lazy mode are no-ops here. The price is paid once per context, when its
@@ -177,7 +178,7 @@ static bool request(struct lmm_worker *w, uintptr_t patience)
 	atomic_store_explicit(&w->scheme_cold[SD_PATIENCE], patience, memory_order_relaxed);
 	/*
 	 * False when w went offline meanwhile (it left every context first,
-	 * seed 000), or if the send failed: then let the next resend send.
+	 * kernel commit a08311b423), or if the send failed: then let the next resend send.
 	 */
 	if (lmm__signal_worker(w))
 		return true;
@@ -323,7 +324,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 		now = lmm_plat_now_ns();
 	}
 	free(signalled);
-	/* Seed 002: free runs under no lock of ours. */
+	/* free runs under no lock of ours: a final free must not re-enter its caller's locks. */
 	while (done) {
 		struct ctx_impl *next = next_of(done);
 		lmm__ctx_release(ctx_public(done));

@@ -143,7 +143,7 @@ static int do_offline(struct lmm_worker *w)
 {
 	struct lmm_domain *d = w->domain;
 
-	/* Seed 000: leave the lazy context before leaving any bookkeeping. */
+	/* Leave the lazy context before any bookkeeping (kernel commit a08311b423, hotplug exit race). */
 	lmm__unlazy(w);
 	if (d->scheme->worker_offline)
 		d->scheme->worker_offline(w);
