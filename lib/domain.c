@@ -248,8 +248,15 @@ registered:
 static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long long deadline)
 {
 	unsigned long long nap = 1000;
-	/* Acquire pairs with run_free's release: the frees' effects are visible. */
-	while (atomic_load_explicit(&d->free_inflight[bucket], memory_order_acquire) != 0) {
+	/*
+	 * Seq_cst: after the flip, pairs with the registration in
+	 * lmm__count_zero (litmus: barrier-epoch). An acquire load is outside
+	 * the seq_cst order and may miss a registration whose re-check saw the
+	 * old epoch (RC11; aarch64's LDAPR). Its acquire half pairs with
+	 * run_free's release: the frees' effects are visible (litmus:
+	 * run-free-order).
+	 */
+	while (atomic_load(&d->free_inflight[bucket]) != 0) {
 		if (lmm_plat_now_ns() > deadline)
 			return -ETIMEDOUT;
 		if (d->scheme->barrier_kick)
