@@ -343,7 +343,8 @@ static inline void mask_set(struct ctx_impl *c, unsigned id)
 	 * Test first, so a worker that re-installs a context writes nothing
 	 * shared. Relaxed is enough: the bit is set while the worker holds a
 	 * reference (current), and that reference is dropped with release; the
-	 * final dropper's acquire makes the bit visible to whoever scans.
+	 * final dropper's acquire makes the bit visible to whoever scans (litmus:
+	 * sd-mask-visible; hazard orders it by its fence pair: hazard-publish).
 	 */
 	if (!(atomic_load_explicit(word, memory_order_relaxed) & bit))
 		atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
