@@ -139,7 +139,7 @@ static void settle_lazy_hold(struct lmm_worker *w)
 	 * and before its scan of RS_COUNTED: either it sees our counted hold
 	 * and makes us leave, or we see the users gone and leave now. A
 	 * counted hold on a context with no users would keep it from being
-	 * freed for as long as we sleep.
+	 * freed for as long as we sleep (litmus: rcu-leave-torn).
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
 	/* Relaxed: the fence pair above is the ordering. */
@@ -150,7 +150,7 @@ static void settle_lazy_hold(struct lmm_worker *w)
 /* The final drop of a context the handler left (RCU_ORPHAN), in a thread context. */
 static void drain_orphan(struct lmm_worker *w)
 {
-	/* Acquire: pairs with leave_torn's release store (the hold's last use comes first). */
+	/* Acquire: pairs with leave_torn's release store, the hold's last use first (litmus: rcu-orphan). */
 	uintptr_t v = atomic_exchange_explicit(&w->scheme_cold[RCU_ORPHAN], 0, memory_order_acquire);
 	if (v)
 		lmm__count_zero(ctx_impl((struct lmm_ctx *)v));
@@ -238,7 +238,7 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 */
 	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) != 1)
 		return;
-	/* Release: pairs with drain_orphan's acquire exchange. */
+	/* Release: pairs with drain_orphan's acquire exchange (litmus: rcu-orphan). */
 	atomic_store_explicit(&w->scheme_cold[RCU_ORPHAN], (uintptr_t)ctx, memory_order_release);
 	struct rcu_domain *rd = w->domain->scheme_data;
 	sem_post(&rd->wake); /* the reclaim thread drains it (drain_orphans) */
@@ -349,7 +349,7 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 	struct ctx_impl *c = ctx_impl(ctx);
 	struct leave_round r = { .ctx = ctx, .self = lmm__self };
 
-	/* Store->load: pairs with settle_lazy_hold's fence (see there). */
+	/* Store->load: pairs with settle_lazy_hold's fence (litmus: rcu-leave-torn). */
 	atomic_thread_fence(memory_order_seq_cst);
 	struct lmm_worker *self = r.self;
 	/* Relaxed: own state. A hook inside the switch path cannot move us. */
