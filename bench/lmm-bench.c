@@ -155,8 +155,9 @@ BENCH_CALL static void bench_switch_ctx(struct bctx *prev, struct bctx *next)
 	__asm__ volatile("" : : "r"(prev), "r"(next) : "memory");
 }
 
-static void lmm_hook_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void lmm_hook_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w;
 	bench_switch_ctx((struct bctx *)(void *)prev, (struct bctx *)(void *)next);
 }

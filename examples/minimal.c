@@ -17,8 +17,9 @@ struct proc {
 	const char *name;
 };
 
-static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w; (void)prev; (void)next; /* install next's page tables, TLB, ... here */
 }
 static void teardown(struct lmm_ctx *c) { printf("teardown %s\n", ((struct proc *)c)->name); }

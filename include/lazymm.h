@@ -40,6 +40,7 @@
 #ifndef LAZYMM_H
 #define LAZYMM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +95,9 @@ struct lmm_ctx {
 	} lmm_private;
 };
 
+/* switch_ctx's flags. */
+#define LMM_SWITCH_SIGNAL 0x1u /* inside the domain's signal handler: async-signal-safe only; next is init */
+
 /* The application's hooks. All three are required. */
 struct lmm_ops {
 	/*
@@ -103,8 +107,15 @@ struct lmm_ops {
 	 * inside the domain's signal handler: it must then be async-signal-safe.
 	 * The handler runs on the worker's sigaltstack if it has one
 	 * (SA_ONSTACK); the library's own frames there take under 1 KiB.
+	 * @flags: LMM_SWITCH_SIGNAL when it runs in the handler (then @next
+	 * is init): a runtime may keep heavy work out of that path, for
+	 * instance by only marking the worker and finishing the unload at
+	 * its next switch. (0.2: the @flags argument is new.) It must not
+	 * call lmm_switch or lmm_unlazy (they abort, naming the call, when
+	 * they would install), nor lmm_idle_*, lmm_worker_* or lmm_barrier.
 	 */
-	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next);
+	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next,
+			   unsigned flags);
 	/* Users reached 0 (exit_mmap): runs once, on the thread that dropped it. */
 	void (*teardown)(struct lmm_ctx *ctx);
 	/*
@@ -117,6 +128,21 @@ struct lmm_ops {
 
 #define LMM_F_DEFER_FREE 0x1u /* run free() on a library thread, never inside the caller */
 #define LMM_F_DEBUG 0x2u      /* verify every free, check every call's caller; abort on misuse */
+/*
+ * Create no library thread: the runtime calls lmm_poll() from a thread of
+ * its own to do their work (deferred frees, shootdown retries). Not for
+ * rcu, whose grace periods need liburcu's call_rcu thread (-EINVAL).
+ */
+#define LMM_F_NO_THREADS 0x4u
+
+/*
+ * Creates one library thread in the runtime's way (name, affinity,
+ * scheduling policy, signal mask): cfg.thread_create. Returns 0 or an
+ * errno value, as pthread_create. @name: "lmm-defer", "lmm-shootdown" or
+ * "lmm-rcu". @user: cfg.thread_user.
+ */
+typedef int (*lmm_thread_create_fn)(pthread_t *thread, void *(*start)(void *), void *arg,
+				    const char *name, void *user);
 
 #define LMM_DEFAULT_MAX_WORKERS 256u /* cfg.max_workers == 0 */
 #define LMM_MAX_WORKERS 65536u      /* the largest cfg.max_workers accepted */
@@ -133,12 +159,28 @@ struct lmm_config {
 	int signo;
 	unsigned timeout_ms;  /* how long lmm_barrier waits before -ETIMEDOUT; 0: 10000 */
 	/*
+	 * rcu: how long a grace period waits before the workers that have not
+	 * reported a quiescent state are nudged (signalled), in ms; 0: 20.
+	 * 1..100000; the environment variable LMM_RCU_NUDGE_MS overrides it,
+	 * with the same range (-EINVAL outside it).
+	 */
+	unsigned rcu_nudge_ms;
+	/*
+	 * rcu: frees waiting for a grace period beyond which a final drop
+	 * waits (at most timeout_ms) before queueing more; 0: 4096. 1..2^30;
+	 * LMM_RCU_BACKLOG_MAX overrides it, with the same range.
+	 */
+	unsigned rcu_backlog_max;
+	/* NULL: pthread_create, then pthread_setname_np with the name. */
+	lmm_thread_create_fn thread_create;
+	void *thread_user;
+	/*
 	 * Room for later fields; must be zero (lmm_domain_create: -EINVAL),
 	 * as any designated or = { 0 } initialiser leaves it. A later field
 	 * takes a word's place and keeps today's behaviour when zero, so a
 	 * caller built against this header runs unchanged on a newer library.
 	 */
-	uint64_t reserved[4];
+	uint64_t reserved[1];
 };
 
 /*
@@ -207,6 +249,15 @@ LMM_PUBLIC struct lmm_ctx *lmm_init_ctx(struct lmm_domain *d);
  * through (a scheme that must wait for workers gives up after a bound).
  */
 LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
+/*
+ * LMM_F_NO_THREADS: one pass of what the library threads would do
+ * (deferred frees run here, on the caller's thread; shootdowns handed over
+ * after their bounded wait are signalled again and released). 0 when
+ * nothing is left waiting, -EAGAIN while work remains (call again later),
+ * -EINVAL for a domain with threads, -EDEADLK from inside free. Never
+ * waits for other threads. Not a cancellation point.
+ */
+LMM_PUBLIC int lmm_poll(struct lmm_domain *d);
 /*
  * Fill the first @size bytes of @out with the domain's counters (zero past
  * what this library knows). -EINVAL for a NULL argument or a @size that is
@@ -287,11 +338,24 @@ LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
  * (the lazy hit) calls nothing. From a context-less task, lmm_switch(w, ctx)
  * ... lmm_switch(w, NULL) adopts ctx for a while (kthread_use_mm); take a
  * users reference first (lmm_get_not_zero if you hold only a count one).
- * A context of another domain, or one that is not live, aborts.
+ * A context of another domain, or one that is not live, aborts. Not from
+ * a hook (switch_ctx, teardown, free), nor from a signal handler: from
+ * switch_ctx it aborts wherever it would install; elsewhere undefined.
  */
 LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
 /* A lazy worker switches to init now and drops its lazy hold. No-op otherwise. */
 LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
+/*
+ * rcu: the calling worker @w reports a quiescent state, from the runtime's
+ * own loop (after each KVM_RUN exit, each event-loop turn). A worker that
+ * reported since a grace period's last nudge round is not nudged in the
+ * next, so one that reports more often than cfg.rcu_nudge_ms is never
+ * signalled for a grace period; the nudge stays the fallback for workers
+ * that do not report. A lazy hold is settled (counted) first. Allowed in
+ * the idle bracket, where it does nothing; a no-op for the other schemes.
+ * Only @w's own thread.
+ */
+LMM_PUBLIC void lmm_quiescent(struct lmm_worker *w);
 /*
  * The installed context: init, never NULL, while online. On the worker's
  * own thread exact while a context is current; while it is lazy, the

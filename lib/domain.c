@@ -85,29 +85,69 @@ void lmm__die(const char *call, const char *fmt, ...)
 
 static void run_free(struct ctx_impl *c);
 
-static void *defer_main(void *arg)
+/* Run the queued frees, with defer_lock held on entry and exit. */
+static void defer_run_locked(struct lmm_domain *d)
 {
-	struct lmm_domain *d = arg;
-
-	pthread_mutex_lock(&d->defer_lock);
-	for (;;) {
-		while (!d->defer_head && !d->defer_stop)
-			pthread_cond_wait(&d->defer_cond, &d->defer_lock);
-		if (!d->defer_head)
-			break;
+	while (d->defer_head) {
 		struct ctx_impl *c = d->defer_head;
 		d->defer_head = c->defer_next;
 		if (!d->defer_head)
 			d->defer_tail = &d->defer_head;
-		/* Seed 002: free never runs under a lock of ours. */
+		/* Free never runs under a lock of ours (the free may take the caller's locks). */
 		pthread_mutex_unlock(&d->defer_lock);
 		stat_add(d, ST_FREES_DEFERRED, 1);
 		LMM_PROBE(free_deferred, d, ctx_public(c));
 		run_free(c);
 		pthread_mutex_lock(&d->defer_lock);
 	}
+}
+
+static void *defer_main(void *arg)
+{
+	struct lmm_domain *d = arg;
+
+	pthread_mutex_lock(&d->defer_lock);
+	while (!d->defer_stop || d->defer_head) {
+		defer_run_locked(d);
+		if (!d->defer_stop)
+			pthread_cond_wait(&d->defer_cond, &d->defer_lock);
+	}
 	pthread_mutex_unlock(&d->defer_lock);
 	return NULL;
+}
+
+int lmm__thread_start(struct lmm_domain *d, pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+	if (d->cfg.thread_create)
+		return -d->cfg.thread_create(t, fn, arg, name, d->cfg.thread_user);
+	int ret = pthread_create(t, NULL, fn, arg);
+	if (!ret)
+		lmm_plat_thread_setname(*t, name);
+	return -ret;
+}
+
+/* LMM_F_NO_THREADS: the runtime's thread does the library threads' work. */
+static bool poll_pass(struct lmm_domain *d)
+{
+	pthread_mutex_lock(&d->defer_lock);
+	defer_run_locked(d);
+	pthread_mutex_unlock(&d->defer_lock);
+	return d->scheme->poll && d->scheme->poll(d);
+}
+
+int lmm_poll(struct lmm_domain *d)
+{
+	if (!d || !(d->cfg.flags & LMM_F_NO_THREADS))
+		return -EINVAL;
+	if (lmm__freeing)
+		return -EDEADLK;
+	int cancel = cancel_off();
+	bool left = poll_pass(d);
+	pthread_mutex_lock(&d->defer_lock);
+	left = left || d->defer_head;
+	pthread_mutex_unlock(&d->defer_lock);
+	cancel_restore(cancel);
+	return left ? -EAGAIN : 0;
 }
 
 static void defer_free(struct lmm_domain *d, struct ctx_impl *c)
@@ -255,7 +295,9 @@ static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long lo
 	while (atomic_load_explicit(&d->free_inflight[bucket], memory_order_acquire) != 0) {
 		if (lmm_plat_now_ns() > deadline)
 			return -ETIMEDOUT;
-		if (d->scheme->barrier_kick)
+		if (d->cfg.flags & LMM_F_NO_THREADS)
+			poll_pass(d); /* no thread does it: we do (frees may run here) */
+		else if (d->scheme->barrier_kick)
 			d->scheme->barrier_kick(d);
 		lmm_plat_sleep_ns(nap);
 		if (nap < 1000000)
@@ -343,6 +385,25 @@ static void atfork_register(void)
 
 /* --- domains --- */
 
+/* A tunable: @env, if set, overrides @field (0: @def); either must lie in 1..@max. */
+static int tunable(const char *env, unsigned field, unsigned long def, unsigned long max,
+		   unsigned long *out)
+{
+	unsigned long v = field ? field : def;
+	const char *s = getenv(env);
+	if (s && *s) {
+		char *end;
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (*end || errno || s[0] == '-')
+			return -EINVAL;
+	}
+	if (v == 0 || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 /*
  * Signals a domain may use: SIGUSR1, SIGUSR2 and the realtime ones. The
  * others are the kernel's (faults, SIGCHLD, SIGPIPE, job control), the C
@@ -366,7 +427,14 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	if (!cfg || !out || !cfg->ops || !cfg->ops->switch_ctx || !cfg->ops->teardown ||
 	    !cfg->ops->free)
 		return -EINVAL;
-	if (cfg->flags & ~(LMM_F_DEFER_FREE | LMM_F_DEBUG))
+	if (cfg->flags & ~(LMM_F_DEFER_FREE | LMM_F_DEBUG | LMM_F_NO_THREADS))
+		return -EINVAL;
+	/* rcu's grace periods end on liburcu's call_rcu thread: no thread-less rcu. */
+	if ((cfg->flags & LMM_F_NO_THREADS) && cfg->scheme == LMM_SCHEME_RCU)
+		return -EINVAL;
+	unsigned long nudge_ms, backlog_max;
+	if (tunable("LMM_RCU_NUDGE_MS", cfg->rcu_nudge_ms, 20, 100000, &nudge_ms) ||
+	    tunable("LMM_RCU_BACKLOG_MAX", cfg->rcu_backlog_max, 4096, 1ul << 30, &backlog_max))
 		return -EINVAL;
 	if (cfg->max_workers > LMM_MAX_WORKERS)
 		return -EINVAL;
@@ -395,6 +463,8 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	d->mask_words = (d->max_workers + BITS_PER_LONG - 1) / BITS_PER_LONG;
 	d->signo = cfg->signo ? cfg->signo : lmm_plat_default_signo();
 	d->barrier_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
+	d->rcu_nudge_ms = (unsigned)nudge_ms;
+	d->rcu_backlog_max = backlog_max;
 	d->defer_tail = &d->defer_head;
 
 	d->workers = lmm__calloc(d->max_workers, sizeof(*d->workers));
@@ -421,8 +491,8 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 		goto err_barrier;
 	if (pthread_cond_init(&d->defer_cond, NULL))
 		goto err_defer_lock;
-	if (cfg->flags & LMM_F_DEFER_FREE) {
-		ret = -pthread_create(&d->defer_thread, NULL, defer_main, d);
+	if ((cfg->flags & LMM_F_DEFER_FREE) && !(cfg->flags & LMM_F_NO_THREADS)) {
+		ret = lmm__thread_start(d, &d->defer_thread, defer_main, d, "lmm-defer");
 		if (ret)
 			goto err_cond;
 		d->defer_started = true;

@@ -94,6 +94,8 @@ struct lmm_worker {
 	 */
 	atomic_int critical;
 	atomic_int sig_pending;
+	/* The domain's handler runs the signal work now (switch_ctx's LMM_SWITCH_SIGNAL). */
+	atomic_bool in_handler;
 	bool uses_signals;
 	bool debug;
 	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
@@ -102,6 +104,8 @@ struct lmm_worker {
 	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
 	/* Between lmm_idle_enter and lmm_idle_exit; path is then the general copy, which checks it. */
 	bool idle;
+	/* Inside switch_ctx: the slow paths refuse to re-enter (owner only; no handler reads it). */
+	bool in_switch_ctx;
 	unsigned id;
 	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
 	_Atomic(uintptr_t) slot[2];
@@ -162,6 +166,10 @@ struct lmm_scheme_ops {
 	/* The domain's signal landed on w, outside any switch (maybe in the handler). */
 	void (*signal)(struct lmm_worker *w);
 	void (*stats)(struct lmm_domain *d, struct lmm_stats *out); /* optional: gauges */
+	/* Optional, LMM_F_NO_THREADS: lmm_poll's pass over the scheme's work; true if some is left. */
+	bool (*poll)(struct lmm_domain *d);
+	/* Optional: lmm_quiescent on w's thread. */
+	void (*quiescent)(struct lmm_worker *w);
 	/* Optional, process-wide: pthread_atfork's three phases (enum lmm_fork_phase). */
 	void (*atfork)(int phase);
 };
@@ -203,6 +211,8 @@ struct lmm_domain {
 	unsigned mask_words; /* unsigned longs per worker mask */
 	int signo;
 	unsigned barrier_timeout_ms;
+	unsigned rcu_nudge_ms;         /* cfg.rcu_nudge_ms or LMM_RCU_NUDGE_MS, validated */
+	unsigned long rcu_backlog_max; /* cfg.rcu_backlog_max or LMM_RCU_BACKLOG_MAX, validated */
 	struct lmm_ctx init;
 
 	/* Guards the worker table's membership; never held across a hook. */
@@ -234,6 +244,9 @@ struct lmm_domain {
 
 /* core services for the schemes */
 LMM_HIDDEN void lmm__ctx_release(struct lmm_ctx *ctx);
+/* Start a library thread @name through cfg.thread_create; 0 or a negative errno. */
+LMM_HIDDEN int lmm__thread_start(struct lmm_domain *d, pthread_t *t, void *(*fn)(void *), void *arg,
+				 const char *name);
 LMM_HIDDEN void lmm__count_zero(struct ctx_impl *c);
 LMM_HIDDEN void lmm__unlazy(struct lmm_worker *w);
 LMM_HIDDEN int lmm__stats(struct lmm_domain *d, struct lmm_stats *out);

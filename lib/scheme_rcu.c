@@ -20,7 +20,7 @@
  * the fast path reads its own line and nothing else. Workers that never end a
  * lazy window (task-to-task switches, a long context-less task, a lazy sleep
  * without lmm_idle_enter) are nudged with the domain's signal after
- * LMM_RCU_NUDGE_MS (default 20 ms); the handler settles the lazy hold as
+ * cfg.rcu_nudge_ms (default 20 ms); the handler settles the lazy hold as
  * above and reports.
  *
  * QSBR state is process-wide, so every grace period waits for the workers of
@@ -49,10 +49,10 @@
  * decides who).
  */
 #define RCU_ORPHAN 0
+/* w->scheme_cold[RCU_REPORTED]: the nudge round of the worker's last report (nudge_all skips it). */
+#define RCU_REPORTED 1
 #define LEAVE_WAIT_NS (100ull * 1000000) /* users_zero's bounded wait for sleepers to leave */
 
-#define DEFAULT_NUDGE_MS 20
-#define DEFAULT_BACKLOG_MAX 4096
 
 struct rcu_domain {
 	struct lmm_domain *d;
@@ -155,11 +155,25 @@ static void drain_orphan(struct lmm_worker *w)
 		lmm__count_zero(ctx_impl((struct lmm_ctx *)v));
 }
 
+/*
+ * Nudge rounds, numbered for the process: a new one begins with every
+ * grace period and after every round of nudges. A worker that reported in
+ * the current round is not nudged (nudge_worker).
+ */
+static atomic_ulong nudge_round;
+
 /* Report a quiescent state if the thread is an online reader. */
 static inline void report_qs(struct lmm_worker *w)
 {
-	if (rs_get(w) & RS_ONLINE)
-		urcu_qsbr_quiescent_state();
+	if (!(rs_get(w) & RS_ONLINE))
+		return;
+	urcu_qsbr_quiescent_state();
+	/*
+	 * Relaxed: a hint for nudge_worker. A stale round there costs one
+	 * needless nudge, or delays one by a round; liburcu orders the report.
+	 */
+	atomic_store_explicit(&w->scheme_cold[RCU_REPORTED],
+			      atomic_load_explicit(&nudge_round, memory_order_relaxed), memory_order_relaxed);
 }
 
 /* Go RCU-offline with the hold settled; returns whether we did. In critical. */
@@ -268,9 +282,20 @@ static void rcu_signal(struct lmm_worker *w)
 		lmm__unlazy(w);
 	if (rs_get(w) & RS_ONLINE) {
 		settle_lazy_hold(w);
-		urcu_qsbr_quiescent_state();
+		report_qs(w);
 	}
 	in_signal = false;
+}
+
+/* lmm_quiescent: the runtime reports for w from its own loop. */
+static void rcu_quiescent(struct lmm_worker *w)
+{
+	critical_enter(w);
+	if (rs_get(w) & RS_ONLINE) {
+		settle_lazy_hold(w);
+		report_qs(w);
+	}
+	critical_exit(w);
 }
 
 /* --- the last user: workers asleep on a counted lazy hold must leave --- */
@@ -365,6 +390,9 @@ static void set_want(struct lmm_worker *w, void *arg)
 static void want_qs(bool begin)
 {
 	pthread_mutex_lock(&all_lock);
+	if (begin)
+		/* Relaxed: a hint (report_qs); reports before this grace period do not count. */
+		atomic_fetch_add_explicit(&nudge_round, 1, memory_order_relaxed);
 	if (begin ? gp_waiting++ == 0 : --gp_waiting == 0)
 		for_each_rcu_worker(set_want, (void *)(uintptr_t)begin);
 	pthread_mutex_unlock(&all_lock);
@@ -382,6 +410,10 @@ static void nudge_worker(struct lmm_worker *w, void *arg)
 	 * that came online is covered by the next round. */
 	if (!atomic_load_explicit(&w->online, memory_order_relaxed) || !(rs_get(w) & RS_ONLINE))
 		return;
+	/* Relaxed: hints (report_qs). It reported since this round began: leave it be. */
+	if (atomic_load_explicit(&w->scheme_cold[RCU_REPORTED], memory_order_relaxed) ==
+	    atomic_load_explicit(&nudge_round, memory_order_relaxed))
+		return;
 	if (lmm__signal_worker(w))
 		n->sent++;
 }
@@ -391,6 +423,8 @@ static void nudge_all(struct rcu_domain *rd)
 	struct nudge_round n = { .rd = rd };
 	pthread_mutex_lock(&all_lock);
 	for_each_rcu_worker(nudge_worker, &n);
+	/* Relaxed: the round number is a hint (report_qs). */
+	atomic_fetch_add_explicit(&nudge_round, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&all_lock);
 	stat_add(rd->d, ST_RCU_NUDGES, n.sent);
 	LMM_PROBE(rcu_nudge, rd->d, (unsigned long)n.sent);
@@ -682,16 +716,6 @@ static void rcu_worker_offline(struct lmm_worker *w)
 
 /* --- domains --- */
 
-static unsigned long env_ulong(const char *name, unsigned long def, unsigned long max)
-{
-	const char *s = getenv(name);
-	if (!s || !*s)
-		return def;
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-	return (*end || v == 0 || v > max) ? def : v;
-}
-
 static int rcu_domain_init(struct lmm_domain *d)
 {
 	/*
@@ -706,8 +730,8 @@ static int rcu_domain_init(struct lmm_domain *d)
 	if (!rd)
 		return -ENOMEM;
 	rd->d = d;
-	rd->nudge_ns = env_ulong("LMM_RCU_NUDGE_MS", DEFAULT_NUDGE_MS, 100000) * 1000000ull;
-	rd->backlog_limit = env_ulong("LMM_RCU_BACKLOG_MAX", DEFAULT_BACKLOG_MAX, 1ul << 30);
+	rd->nudge_ns = d->rcu_nudge_ms * 1000000ull;
+	rd->backlog_limit = d->rcu_backlog_max;
 
 	int ret = -ENOMEM;
 	pthread_condattr_t ca;
@@ -720,7 +744,7 @@ static int rcu_domain_init(struct lmm_domain *d)
 		goto err_lock;
 	if (pthread_cond_init(&rd->progress, &ca))
 		goto err_wake;
-	ret = -pthread_create(&rd->thread, NULL, reclaim_main, rd);
+	ret = lmm__thread_start(d, &rd->thread, reclaim_main, rd, "lmm-rcu");
 	if (ret)
 		goto err_progress;
 	pthread_condattr_destroy(&ca);
@@ -809,5 +833,6 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.idle_exit = rcu_idle_exit,
 	.signal = rcu_signal,
 	.stats = rcu_stats,
+	.quiescent = rcu_quiescent,
 	.atfork = rcu_atfork,
 };

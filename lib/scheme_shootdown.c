@@ -386,8 +386,8 @@ static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
 	bool ok = true;
 
 	pthread_mutex_lock(&sd->lock);
-	if (!sd->started) {
-		ok = pthread_create(&sd->thread, NULL, reclaim_main, d) == 0;
+	if (!sd->started && !(d->cfg.flags & LMM_F_NO_THREADS)) {
+		ok = lmm__thread_start(d, &sd->thread, reclaim_main, d, "lmm-shootdown") == 0;
 		sd->started = ok;
 	}
 	if (ok) {
@@ -449,6 +449,30 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	/* No thread to hand it to: keep trying here rather than free early. */
 	while (!hand_off(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
 		;
+}
+
+/* LMM_F_NO_THREADS: one round of the reclaim thread's, without its pause. */
+static bool sd_poll(struct lmm_domain *d)
+{
+	struct shootdown *sd = d->scheme_data;
+
+	pthread_mutex_lock(&sd->lock);
+	struct ctx_impl *batch = sd->head;
+	sd->head = NULL;
+	pthread_mutex_unlock(&sd->lock);
+	if (!batch)
+		return false;
+	batch = shoot_round(d, batch, 0); /* one sweep: signal or resend, release who left */
+	if (!batch)
+		return false;
+	pthread_mutex_lock(&sd->lock);
+	struct ctx_impl *tail = batch;
+	while (next_of(tail))
+		tail = next_of(tail);
+	set_next(tail, sd->head);
+	sd->head = batch;
+	pthread_mutex_unlock(&sd->lock);
+	return true;
 }
 
 static void sd_barrier_kick(struct lmm_domain *d)
@@ -515,5 +539,6 @@ const struct lmm_scheme_ops lmm_scheme_shootdown = {
 	.switched_away = sd_switched_away,
 	.count_zero = sd_count_zero,
 	.barrier_kick = sd_barrier_kick,
+	.poll = sd_poll,
 	.signal = sd_signal,
 };

@@ -50,8 +50,12 @@ static void handler(int sig, siginfo_t *si, void *uc)
 		atomic_store_explicit(&w->sig_pending, 1, memory_order_relaxed);
 		/* Pairs with critical_enter/exit on this thread. */
 		atomic_signal_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&w->critical, memory_order_relaxed) == 0)
+		if (atomic_load_explicit(&w->critical, memory_order_relaxed) == 0) {
+			/* Relaxed: this thread only (critical keeps a nested landing out). */
+			atomic_store_explicit(&w->in_handler, true, memory_order_relaxed);
 			lmm__signal_deferred(w);
+			atomic_store_explicit(&w->in_handler, false, memory_order_relaxed);
+		}
 	} else if (!w || w->domain->signo != sig) {
 		/* Not ours (another domain's signal number, or a stray): chain. */
 		struct sigaction *old = &sig_table[sig].old;

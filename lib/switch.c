@@ -24,7 +24,12 @@ static struct lmm_ctx *install(struct lmm_worker *w, struct lmm_ctx *next, bool 
 
 	if (next != w->init)
 		mask_set(ctx_impl(next), w->id);
-	w->domain->ops.switch_ctx(w, prev, next);
+	/* Relaxed: set by this thread's own handler around its work (signal.c). */
+	unsigned flags = atomic_load_explicit(&w->in_handler, memory_order_relaxed) ? LMM_SWITCH_SIGNAL : 0;
+	/* No handler runs scheme work inside: it defers while critical (signal.c). */
+	w->in_switch_ctx = true;
+	w->domain->ops.switch_ctx(w, prev, next, flags);
+	w->in_switch_ctx = false;
 	if (prev_lazy && w->scheme->switched_away)
 		w->scheme->switched_away(w, prev);
 	/*
@@ -116,9 +121,17 @@ static inline __attribute__((always_inline)) void lazy_enter(struct lmm_worker *
 }
 
 /* Everything but going lazy and the lazy hit: in the critical section. */
+/* A switch path entered from inside switch_ctx would install under the hook's feet. */
+static void reentry_check(struct lmm_worker *w, const char *call)
+{
+	if (w->in_switch_ctx)
+		lmm__die(call, "called from inside switch_ctx");
+}
+
 static __attribute__((noinline)) void switch_slow(struct lmm_worker *w, struct lmm_ctx *cur,
 						  struct lmm_ctx *next)
 {
+	reentry_check(w, "lmm_switch");
 	critical_enter_outer(w);
 	/* Relaxed: own state, read again now that no handler can change it. */
 	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
@@ -287,6 +300,7 @@ void lmm__unlazy(struct lmm_worker *w)
 void lmm_unlazy(struct lmm_worker *w)
 {
 	owner_check(w, "lmm_unlazy");
+	reentry_check(w, "lmm_unlazy");
 	lmm__unlazy(w);
 }
 

@@ -221,6 +221,14 @@ void lmm_idle_exit(struct lmm_worker *w)
 	w->path = lmm__switch_path(w);
 }
 
+void lmm_quiescent(struct lmm_worker *w)
+{
+	if (unlikely(lmm__self != w))
+		lmm__die("lmm_quiescent", "worker %p used from a thread that is not that worker", (void *)w);
+	if (w->scheme->quiescent)
+		w->scheme->quiescent(w);
+}
+
 /* fork(): the child's only thread is not the worker the forking thread was. */
 void lmm__worker_atfork_child(void)
 {

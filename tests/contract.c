@@ -174,7 +174,7 @@ static void barrier_free(struct lmm_ctx *c)
 	atomic_store(&barrier_ret, lmm_barrier(barrier_domain));
 	atomic_store(&TCTX(c)->frees, 1);
 }
-static void nop_switch(struct lmm_worker *w, struct lmm_ctx *p, struct lmm_ctx *n) { (void)w; (void)p; (void)n; }
+static void nop_switch(struct lmm_worker *w, struct lmm_ctx *p, struct lmm_ctx *n, unsigned f) { (void)w; (void)p; (void)n; (void)f; }
 static void nop_teardown(struct lmm_ctx *c) { (void)c; }
 
 SCHEME_TEST(barrier_inside_free)

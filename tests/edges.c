@@ -304,12 +304,13 @@ SCHEME_TEST(cancel_in_final_put)
 static char *alt_lo, *alt_hi;
 static atomic_int on_alt, off_alt;
 
-static void alt_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void alt_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	char here;
-	if (next == lmm_init_ctx(lmm_ctx_domain(next)) && prev != next)
+	if (flags & LMM_SWITCH_SIGNAL)
 		atomic_fetch_add(&here >= alt_lo && &here < alt_hi ? &on_alt : &off_alt, 1);
-	harness_ops.switch_ctx(w, prev, next);
+	harness_ops.switch_ctx(w, prev, next, flags);
 }
 
 /* A runtime with small green-thread stacks gives its workers a sigaltstack. */
@@ -333,6 +334,7 @@ Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
 	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
 		nap_us(1000);
 	cr_assert_eq(atomic_load(&a->frees), 1);
+	cr_assert_eq(atomic_load(&on_alt) + atomic_load(&off_alt), 1, "no switch_ctx with LMM_SWITCH_SIGNAL");
 	cr_assert_eq(atomic_load(&on_alt), 1, "switch to init in the handler ran off the sigaltstack");
 	atomic_store(&h.step, 1);
 	atomic_store(&h.step, 2);

@@ -33,13 +33,16 @@ static void check_live(struct lmm_ctx *c, const char *what)
 }
 
 /* Runs on the worker, maybe in a signal handler: atomics and write(2) only. */
-static void h_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void h_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w;
 	if (!prev || !next)
 		h_fail("switch_ctx: NULL argument");
 	if (prev == next)
 		h_fail("switch_ctx: prev == next");
+	if ((flags & LMM_SWITCH_SIGNAL) && next != lmm_init_ctx(lmm_ctx_domain(next)))
+		h_fail("switch_ctx: a switch in the signal handler to another context than init");
 	if (h_installed && prev != h_installed)
 		h_fail("switch_ctx: prev is not what was installed");
 	check_live(next, "switch_ctx: installing a freed context");

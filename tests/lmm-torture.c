@@ -190,8 +190,9 @@ static bool is_init(struct lmm_ctx *c)
 	return c == lmm_init_ctx(lmm_ctx_domain(c));
 }
 
-static void t_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void t_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w;
 	if (!prev || !next)
 		violation("switch_ctx: NULL argument");
@@ -335,8 +336,9 @@ static void replace(struct round *r, unsigned i, unsigned *seed)
 
 /* The child's hooks: the torture's own take locks another thread may have held at fork. */
 static int child_frees;
-static void child_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void child_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w, (void)prev, (void)next;
 }
 static void child_teardown(struct lmm_ctx *c) { (void)c; }

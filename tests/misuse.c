@@ -323,8 +323,9 @@ REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
  */
 #ifdef LMM_HAVE_HAZARD
 /* Hooks that check nothing: the harness's own would catch the free first. */
-static void quiet_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void quiet_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w, (void)prev, (void)next;
 }
 
@@ -491,3 +492,45 @@ Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
 	expect_abort(hazard_membarrier_denied, NULL, "lazymm: membarrier");
 }
 #endif
+
+/* ---------- a hook that calls back into the switch path ---------- */
+
+enum reentry { REENTER_SWITCH, REENTER_UNLAZY };
+static enum reentry reentry_kind;
+static struct lmm_ctx *reentry_target;
+
+static void reentering_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
+{
+	(void)prev, (void)flags;
+	if (next == reentry_target) {
+		if (reentry_kind == REENTER_SWITCH)
+			lmm_switch(w, lmm_init_ctx(lmm_ctx_domain(next)));
+		else
+			lmm_unlazy(w);
+	}
+}
+
+static void reentry(void *arg)
+{
+	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
+	static struct lmm_ops ops;
+	ops = rel_ops;
+	ops.switch_ctx = reentering_switch;
+	struct lmm_config cfg = { .scheme = scheme, .ops = &ops };
+	struct lmm_domain *d = NULL;
+	struct lmm_worker *w = NULL;
+	if (lmm_domain_create(&cfg, &d) || lmm_worker_online(d, NULL, &w))
+		rel_fail("setup failed");
+	struct rctx *a = rel_new(d);
+	reentry_target = &a->ctx;
+	lmm_switch(w, &a->ctx);
+}
+
+/* switch_ctx calling lmm_switch or lmm_unlazy would install under its own feet. */
+REL_TEST(misuse, switch_ctx_reenters, .timeout = 30)
+{
+	reentry_kind = REENTER_SWITCH;
+	expect_abort(reentry, &scheme, "lazymm: lmm_switch: called from inside switch_ctx");
+	reentry_kind = REENTER_UNLAZY;
+	expect_abort(reentry, &scheme, "lazymm: lmm_unlazy: called from inside switch_ctx");
+}

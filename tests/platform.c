@@ -65,8 +65,9 @@ Test(platform, default_signal_as_configured)
 }
 
 /* A domain that needs no explicit signal works with the configured default. */
-static void sw(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void sw(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w; (void)prev; (void)next;
 }
 static void nop(struct lmm_ctx *c) { (void)c; }

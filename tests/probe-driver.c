@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w; (void)prev; (void)next;
 }
 static void teardown(struct lmm_ctx *c) { (void)c; }

@@ -49,8 +49,9 @@ static bool rel_is_init(struct lmm_ctx *c)
 	return c == lmm_init_ctx(lmm_ctx_domain(c));
 }
 
-static void rel_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void rel_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	(void)w;
 	if (!rel_is_init(next)) {
 		if (atomic_load(&RCTX(next)->canary) != RC_LIVE)

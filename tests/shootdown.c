@@ -52,8 +52,9 @@ static __thread struct lmm_ctx *t_trigger_next; /* fire when switching to this *
 static __thread int t_fired;
 static int t_signo;
 
-static void t_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void t_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	/* Maybe in the signal handler: atomics, pthread_sigmask, pthread_kill only. */
 	if (t_depth++)
 		h_fail("switch_ctx re-entered: a signal acted inside a switch");
@@ -66,7 +67,7 @@ static void t_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_
 		else
 			pthread_kill(pthread_self(), t_signo);
 	}
-	harness_ops.switch_ctx(w, prev, next);
+	harness_ops.switch_ctx(w, prev, next, flags);
 	t_depth--;
 }
 

@@ -97,8 +97,9 @@ static struct proc *proc_of(struct lmm_ctx *c)
  * Runs on the worker's thread; under the shootdown scheme maybe inside a
  * signal handler, so: atomics only, no locks, no stdio.
  */
-static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	struct cpu *cpu = lmm_worker_data(w);
 	struct proc *p = proc_of(prev), *n = proc_of(next);
 

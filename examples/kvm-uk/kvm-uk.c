@@ -242,8 +242,9 @@ static void space_release(struct space *sp)
 /* --- the hooks --- */
 
 /* Load next's CR3 on this worker's vCPU through sync_regs. Async-signal-safe. */
-static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	struct cpu *c = lmm_worker_data(w);
 	struct space *p = space_of(prev), *n = space_of(next);
 	uint64_t cr3 = n ? n->pml4 : KVM_PML4_GPA;

@@ -200,8 +200,9 @@ static void vm_release(struct vm *vm)
 /* --- the hooks --- */
 
 /* Install a VM on a worker: its vCPU state is loaded here (KVM's vcpu_load). Async-signal-safe. */
-static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	struct worker *me = lmm_worker_data(w);
 	struct vm *p = vm_of(prev), *n = vm_of(next);
 

@@ -136,8 +136,9 @@ static struct gmem *gmem_of(struct lmm_ctx *c)
 /* --- the hooks --- */
 
 /* The CR3 write: retarget this worker's TLB and flush it. Async-signal-safe. */
-static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
+	(void)flags;
 	struct vcpu *v = lmm_worker_data(w);
 	struct gmem *p = gmem_of(prev), *n = gmem_of(next);
 

@@ -100,6 +100,12 @@ int lmm_plat_default_signo(void)
 	return SIGUSR2;
 }
 
+void lmm_plat_thread_setname(pthread_t t, const char *name)
+{
+	/* glibc and musl (GNU extension); names are at most 15 characters. */
+	pthread_setname_np(t, name);
+}
+
 unsigned long long lmm_plat_now_ns(void)
 {
 	struct timespec ts;

@@ -12,6 +12,7 @@
 #ifndef LMM_PLATFORM_H
 #define LMM_PLATFORM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -59,6 +60,9 @@ static inline void lmm_plat_light_fence(void)
  * where lmm_plat_heavy_fence may quietly degrade to a local fence.
  */
 int lmm_plat_membarrier(void);
+
+/* Name thread @t (for ps, top, perf); best effort. */
+void lmm_plat_thread_setname(pthread_t t, const char *name);
 
 /* The default signal number for domains that need one. */
 int lmm_plat_default_signo(void);

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime owns the side effects: tunables are validated config fields,
+ * a domain can run with no library thread (lmm_poll), the library's threads
+ * are created through the runtime's hook and named, and an rcu worker that
+ * reports quiescent states itself (lmm_quiescent) is never nudged.
+ * Public API only (tests/harness.c).
+ */
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+static void nap_us(long us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+static int create(struct lmm_config *cfg, struct lmm_domain **d)
+{
+	cfg->ops = &harness_ops;
+	return lmm_domain_create(cfg, d);
+}
+
+/* ---------- tunables ---------- */
+
+SCHEME_TEST(tunables_validated)
+{
+	struct lmm_domain *d = NULL;
+	struct lmm_config cfg = { .scheme = scheme, .rcu_nudge_ms = 100001 };
+	cr_assert_eq(create(&cfg, &d), -EINVAL);
+	cfg = (struct lmm_config){ .scheme = scheme, .rcu_backlog_max = (1u << 30) + 1 };
+	cr_assert_eq(create(&cfg, &d), -EINVAL);
+	cfg = (struct lmm_config){ .scheme = scheme, .rcu_nudge_ms = 5, .rcu_backlog_max = 10 };
+	cr_assert_eq(create(&cfg, &d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	static const char *const bad[] = { "abc", "0", "-5", "12x", "100001" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		setenv("LMM_RCU_NUDGE_MS", bad[i], 1);
+		cr_assert_eq(create(&cfg, &d), -EINVAL, "LMM_RCU_NUDGE_MS=%s accepted", bad[i]);
+	}
+	setenv("LMM_RCU_NUDGE_MS", "50", 1);
+	setenv("LMM_RCU_BACKLOG_MAX", "x", 1);
+	cr_assert_eq(create(&cfg, &d), -EINVAL, "LMM_RCU_BACKLOG_MAX=x accepted");
+	unsetenv("LMM_RCU_BACKLOG_MAX");
+	cr_assert_eq(create(&cfg, &d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	unsetenv("LMM_RCU_NUDGE_MS");
+}
+
+/* ---------- threads ---------- */
+
+/* Threads of this process whose name starts with "lmm-". */
+static int library_threads(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	cr_assert_not_null(dir);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], name[32] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (!fgets(name, sizeof(name), f))
+				name[0] = 0;
+			fclose(f);
+		}
+		n += strncmp(name, "lmm-", 4) == 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+static atomic_int hook_calls;
+static char hook_names[4][16];
+
+static int my_thread_create(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	if (user != &hook_calls)
+		h_fail("thread_create: wrong user pointer");
+	int i = atomic_fetch_add(&hook_calls, 1);
+	if (i < 4)
+		snprintf(hook_names[i], sizeof(hook_names[i]), "%s", name);
+	int ret = pthread_create(t, NULL, start, arg);
+	if (!ret)
+		pthread_setname_np(*t, "app-reclaim"); /* the runtime's own naming */
+	return ret;
+}
+
+struct lazy_holder {
+	struct lmm_domain *d;
+	struct lmm_ctx *a;
+	atomic_int step; /* 1: unblock the signal; 2: offline */
+	atomic_bool ready;
+	pthread_t th;
+};
+
+/* Lazy on a, with the domain's signal blocked until step 1. */
+static void *holder_main(void *arg)
+{
+	struct lazy_holder *h = arg;
+	struct lmm_worker *w = h_online(h->d);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, lmm_default_signo());
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	lmm_switch(w, h->a);
+	lmm_switch(w, NULL);
+	atomic_store(&h->ready, true);
+	while (atomic_load(&h->step) < 1)
+		nap_us(200);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* the shootdown's signal lands */
+	while (atomic_load(&h->step) < 2)
+		nap_us(200);
+	lmm_worker_offline(w);
+	return NULL;
+}
+
+static void holder_start(struct lazy_holder *h)
+{
+	atomic_init(&h->step, 0);
+	atomic_init(&h->ready, false);
+	cr_assert_eq(pthread_create(&h->th, NULL, holder_main, h), 0);
+	while (!atomic_load(&h->ready))
+		nap_us(100);
+}
+
+/*
+ * LMM_F_NO_THREADS: nothing of the library's runs on a thread of its own.
+ * Deferred frees and shootdowns handed over wait for lmm_poll (or
+ * lmm_barrier, which polls).
+ */
+SCHEME_TEST(no_library_threads)
+{
+	struct lmm_domain *d = NULL;
+	struct lmm_config cfg = { .scheme = scheme, .flags = LMM_F_NO_THREADS | LMM_F_DEFER_FREE,
+				  .timeout_ms = 5000 };
+	if (scheme == LMM_SCHEME_RCU) {
+		cr_assert_eq(create(&cfg, &d), -EINVAL, "rcu needs liburcu's call_rcu thread");
+		return;
+	}
+	int before = library_threads();
+	cr_assert_eq(create(&cfg, &d), 0);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
+	struct lazy_holder h = { .d = d, .a = &a->ctx };
+	holder_start(&h);
+	lmm_put(&b->ctx); /* deferred: queued for lmm_poll */
+	cr_assert_eq(atomic_load(&b->frees), 0);
+	cr_assert_eq(lmm_poll(d), 0);
+	cr_assert_eq(atomic_load(&b->frees), 1, "lmm_poll ran the deferred free");
+	lmm_put(&a->ctx); /* shootdown: the holder blocks the signal, the context is handed over */
+	if (scheme == LMM_SCHEME_SHOOTDOWN) {
+		cr_assert_eq(lmm_poll(d), -EAGAIN, "the holder has not left yet");
+		cr_assert_eq(atomic_load(&a->frees), 0);
+	}
+	atomic_store(&h.step, 1); /* the holder takes the signal, then leaves */
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	int ret = -EAGAIN;
+	for (int i = 0; i < 5000 && ret == -EAGAIN; i++) {
+		ret = lmm_poll(d);
+		nap_us(1000);
+	}
+	cr_assert_eq(ret, 0);
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	cr_assert_eq(library_threads(), before, "a library thread was created");
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+	free(b);
+	struct lmm_config threaded = { .scheme = scheme };
+	cr_assert_eq(create(&threaded, &d), 0);
+	cr_assert_eq(lmm_poll(d), -EINVAL, "lmm_poll on a domain with threads");
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
+
+/* Every library thread goes through cfg.thread_create; without it, they are named. */
+SCHEME_TEST(threads_through_the_hook)
+{
+	struct lmm_domain *d = NULL;
+	struct lmm_config cfg = { .scheme = scheme, .flags = LMM_F_DEFER_FREE, .timeout_ms = 5000,
+				  .thread_create = my_thread_create, .thread_user = &hook_calls };
+	atomic_store(&hook_calls, 0);
+	cr_assert_eq(create(&cfg, &d), 0);
+	struct tctx *a = h_ctx(d, true);
+	struct lazy_holder h = { .d = d, .a = &a->ctx };
+	holder_start(&h);
+	lmm_put(&a->ctx); /* shootdown: the hand-off starts its reclaim thread */
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	cr_assert_eq(lmm_barrier(d), 0);
+	int calls = atomic_load(&hook_calls);
+	cr_assert_geq(calls, 1, "the defer thread");
+	bool defer = false;
+	for (int i = 0; i < calls && i < 4; i++) {
+		cr_assert_eq(strncmp(hook_names[i], "lmm-", 4), 0, "thread name %s", hook_names[i]);
+		defer = defer || strcmp(hook_names[i], "lmm-defer") == 0;
+	}
+	cr_assert(defer);
+	cr_assert_eq(library_threads(), 0, "the hook named them its own way");
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+
+	cfg.thread_create = NULL;
+	cr_assert_eq(create(&cfg, &d), 0);
+	cr_assert_geq(library_threads(), 1, "the library's threads are named lmm-*");
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}
+
+/* ---------- rcu: a runtime that reports quiescent states is never nudged ---------- */
+
+#ifdef LMM_HAVE_RCU
+struct reporter {
+	struct lmm_domain *d;
+	struct lmm_ctx *a;
+	bool report;   /* lmm_quiescent in the loop; else a lazy sleeper that stalls grace periods */
+	atomic_bool stop;
+	atomic_int interrupted; /* sleeps cut short by a signal */
+	pthread_t th;
+};
+
+static void *reporter_main(void *arg)
+{
+	struct reporter *r = arg;
+	struct lmm_worker *w = h_online(r->d);
+	lmm_switch(w, r->a); /* a long task of a: never switches, never lazy */
+	if (!r->report)
+		lmm_switch(w, NULL); /* lazy, asleep without the idle bracket */
+	while (!atomic_load(&r->stop)) {
+		if (r->report)
+			lmm_quiescent(w); /* after each "KVM_RUN exit" */
+		struct timespec ts = { 0, 200000 };
+		if (nanosleep(&ts, NULL) && errno == EINTR)
+			atomic_fetch_add(&r->interrupted, 1);
+	}
+	lmm_switch(w, NULL);
+	lmm_worker_offline(w);
+	return NULL;
+}
+
+Test(rcu, reporting_worker_never_nudged, .timeout = 60)
+{
+	struct lmm_domain *d = NULL;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .rcu_nudge_ms = 10, .timeout_ms = 10000 };
+	cr_assert_eq(create(&cfg, &d), 0);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
+	struct reporter rep = { .d = d, .a = &a->ctx, .report = true };
+	struct reporter lazy = { .d = d, .a = &b->ctx, .report = false };
+	cr_assert_eq(pthread_create(&rep.th, NULL, reporter_main, &rep), 0);
+	cr_assert_eq(pthread_create(&lazy.th, NULL, reporter_main, &lazy), 0);
+	nap_us(20000);
+	for (int i = 0; i < 20; i++) {
+		lmm_put(&h_ctx(d, true)->ctx); /* a grace period the lazy sleeper stalls */
+		cr_assert_eq(lmm_barrier(d), 0);
+	}
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	cr_assert_gt(st.rcu_nudges, 0, "the sleeper, which reports nothing, is nudged");
+	cr_assert_eq(atomic_load(&rep.interrupted), 0, "the reporting worker was signalled");
+	atomic_store(&rep.stop, true);
+	atomic_store(&lazy.stop, true);
+	cr_assert_eq(pthread_join(rep.th, NULL), 0);
+	cr_assert_eq(pthread_join(lazy.th, NULL), 0);
+	lmm_put(&a->ctx);
+	lmm_put(&b->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+	free(b);
+}
+#endif
+
+SCHEME_TEST(quiescent_is_harmless)
+{
+	struct lmm_domain *d = h_domain(scheme, 0, 0);
+	struct lmm_worker *w = h_online(d);
+	struct tctx *a = h_ctx(d, false);
+	lmm_quiescent(w);
+	lmm_switch(w, &a->ctx);
+	lmm_quiescent(w);
+	lmm_switch(w, NULL);
+	lmm_quiescent(w); /* lazy: the hold is settled first */
+	lmm_idle_enter(w);
+	lmm_quiescent(w);
+	lmm_idle_exit(w);
+	lmm_put(&a->ctx);
+	lmm_unlazy(w);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	cr_assert_eq(lmm_worker_offline(w), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+}
