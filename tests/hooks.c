@@ -18,6 +18,7 @@
  */
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@ enum row {
 	R_PUT,
 	R_DROP,
 	R_BARRIER,
+	R_POLL,
+	R_QUIESCENT,
 	R_EXIT, /* a worker thread that exits while online (a TLS destructor takes it offline) */
 	R_OTHER, /* every other call: never */
 	R_HANDLER, /* the domain's signal handler, on a worker */
@@ -53,6 +56,8 @@ static const char *const row_name[NROWS] = {
 	[R_PUT] = ".Fn lmm_put",
 	[R_DROP] = ".Fn lmm_drop",
 	[R_BARRIER] = ".Fn lmm_barrier",
+	[R_POLL] = ".Fn lmm_poll",
+	[R_QUIESCENT] = ".Fn lmm_quiescent",
 	[R_EXIT] = "thread exit",
 	[R_OTHER] = "any other call",
 	[R_HANDLER] = "signal handler",
@@ -97,6 +102,7 @@ static const unsigned matrix[4][NROWS] = {
 		[R_OFFLINE] = H_SWITCH,
 		[R_PUT] = H_SWITCH | H_TEARDOWN,
 		[R_BARRIER] = H_SWITCH,
+		[R_QUIESCENT] = H_SWITCH,
 		[R_EXIT] = H_SWITCH,
 		[R_HANDLER] = H_SWITCH,
 		[R_LIBRARY] = H_FREE,
@@ -120,7 +126,8 @@ static __thread bool test_thread;   /* one of ours, with a sigaltstack */
 static __thread char altstack[65536];
 static __thread stack_t old_ss;
 static atomic_uint seen[NROWS];
-static atomic_int bad_handler_switch; /* a switch in the handler not towards init */
+static atomic_int bad_handler_switch; /* in the handler: not towards init, or no LMM_SWITCH_SIGNAL */
+static atomic_int bad_flags;          /* LMM_SWITCH_SIGNAL outside the handler */
 
 static void thread_begin(void)
 {
@@ -176,12 +183,17 @@ struct hctx {
 	atomic_int frees;
 };
 
-static void i_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next)
+static void i_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next,
+			 unsigned flags)
 {
-	(void)prev;
-	if (record(H_SWITCH) == R_HANDLER && next != lmm_init_ctx(lmm_ctx_domain(next)))
-		atomic_store(&bad_handler_switch, 1);
 	(void)w;
+	(void)prev;
+	if (record(H_SWITCH) == R_HANDLER) {
+		if (next != lmm_init_ctx(lmm_ctx_domain(next)) || !(flags & LMM_SWITCH_SIGNAL))
+			atomic_store(&bad_handler_switch, 1);
+	} else if (flags & LMM_SWITCH_SIGNAL) {
+		atomic_store(&bad_flags, 1);
+	}
 }
 
 static void i_teardown(struct lmm_ctx *c)
@@ -230,10 +242,14 @@ static void nap_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Barrier until every free ran. */
+static bool no_threads; /* the domain under test has LMM_F_NO_THREADS */
+
+/* Poll (LMM_F_NO_THREADS) and barrier until every free ran. */
 static void settle(struct lmm_domain *d, struct hctx **cs, int n)
 {
 	for (int tries = 0; tries < 200; tries++) {
+		if (no_threads)
+			CALL(R_POLL, lmm_poll(d));
 		int ret = CALL(R_BARRIER, lmm_barrier(d));
 		bool all = ret == 0;
 		for (int i = 0; i < n; i++)
@@ -341,7 +357,7 @@ static void lazy_stop(struct lazy_worker *t)
 
 /* --- the scenarios --- */
 
-#define NCTX 17
+#define NCTX 18
 
 static void scenarios(struct lmm_domain *d)
 {
@@ -363,6 +379,14 @@ static void scenarios(struct lmm_domain *d)
 	VCALL(R_OTHER, lmm_grab(&c[1]->ctx));
 	VCALL(R_PUT, lmm_put(&c[1]->ctx));
 	VCALL(R_DROP, lmm_drop(&c[1]->ctx));
+	VCALL(R_UNLAZY, lmm_unlazy(w));
+	/* The same, then lmm_quiescent. */
+	VCALL(R_SWITCH, lmm_switch(w, &c[17]->ctx));
+	VCALL(R_SWITCH, lmm_switch(w, NULL));
+	VCALL(R_OTHER, lmm_grab(&c[17]->ctx));
+	VCALL(R_PUT, lmm_put(&c[17]->ctx));
+	VCALL(R_DROP, lmm_drop(&c[17]->ctx));
+	VCALL(R_QUIESCENT, lmm_quiescent(w));
 	VCALL(R_UNLAZY, lmm_unlazy(w));
 	/* The last put while lazy, then the idle bracket. */
 	VCALL(R_SWITCH, lmm_switch(w, &c[2]->ctx));
@@ -462,7 +486,9 @@ static void check(enum lmm_scheme s, const unsigned *want, const unsigned *maybe
 			  "%s: %s ran %s, the matrix says %s", lmm_scheme_name(s), row_name[r],
 			  hooks_str(got, 0, a, sizeof(a)), hooks_str(want[r], maybe[r], b, sizeof(b)));
 	}
-	cr_expect_eq(atomic_load(&bad_handler_switch), 0, "a switch in the handler went elsewhere than init");
+	cr_expect_eq(atomic_load(&bad_handler_switch), 0,
+		     "a switch in the handler went elsewhere than init, or without LMM_SWITCH_SIGNAL");
+	cr_expect_eq(atomic_load(&bad_flags), 0, "LMM_SWITCH_SIGNAL outside the handler");
 }
 
 SCHEME_TEST(matrix)
@@ -516,6 +542,48 @@ Test(doc, man7_prints_the_matrix)
 		if (hit)
 			at = hit + 1;
 	}
+}
+
+/*
+ * LMM_F_NO_THREADS: what a library thread would run happens in lmm_poll and
+ * in lmm_barrier (which polls); with LMM_F_DEFER_FREE every free does.
+ */
+static void no_threads_matrix(enum lmm_scheme scheme, unsigned flags)
+{
+	struct lmm_config cfg = { .scheme = scheme, .ops = &ops, .flags = flags };
+	struct lmm_domain *d = NULL;
+	if (scheme == LMM_SCHEME_RCU) {
+		cr_expect_eq(lmm_domain_create(&cfg, &d), -EINVAL, "rcu takes LMM_F_NO_THREADS");
+		return;
+	}
+	unsigned want[NROWS], maybe[NROWS];
+	for (int r = 0; r < NROWS; r++) {
+		want[r] = matrix[scheme - 1][r] & ~(flags & LMM_F_DEFER_FREE ? H_FREE : 0);
+		maybe[r] = rare[scheme - 1][r];
+	}
+	/* Which of the two runs a handed-over shootdown's free, and whether a
+	 * holder is still there to signal when the poll comes, is timing. */
+	maybe[R_POLL] = maybe[R_BARRIER] = want[R_LIBRARY];
+	maybe[R_HANDLER] = want[R_HANDLER];
+	want[R_HANDLER] = 0;
+	if (flags & LMM_F_DEFER_FREE)
+		want[R_POLL] = want[R_BARRIER] = H_FREE;
+	want[R_LIBRARY] = 0;
+	no_threads = true;
+	thread_begin();
+	scenarios(domain(scheme, flags));
+	check(scheme, want, maybe);
+	thread_end();
+}
+
+SCHEME_TEST(matrix_no_threads)
+{
+	no_threads_matrix(scheme, LMM_F_NO_THREADS);
+}
+
+SCHEME_TEST(matrix_no_threads_defer_free)
+{
+	no_threads_matrix(scheme, LMM_F_NO_THREADS | LMM_F_DEFER_FREE);
 }
 
 #ifdef LMM_HAVE_RCU
