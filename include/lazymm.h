@@ -267,6 +267,12 @@ LMM_PUBLIC int lmm_stats_get(struct lmm_domain *d, struct lmm_stats *out, size_t
 #define lmm_stats(d, out) lmm_stats_get((d), (out), sizeof(*(out)))
 /* The domain's scheme. */
 LMM_PUBLIC enum lmm_scheme lmm_domain_scheme(const struct lmm_domain *d);
+/*
+ * The signal number the domain uses (cfg.signo, or lmm_default_signo()),
+ * whether or not its scheme sends any: a runtime's own kick handler blocks
+ * it in its sa_mask. Async-signal-safe.
+ */
+LMM_PUBLIC int lmm_domain_signo(const struct lmm_domain *d);
 
 /* --- workers --- */
 
@@ -287,7 +293,7 @@ LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_wo
  * visible to the scheme. -EPERM from a thread that is not @w.
  */
 LMM_PUBLIC int lmm_worker_offline(struct lmm_worker *w);
-/* The data pointer given to lmm_worker_online. */
+/* The data pointer given to lmm_worker_online. Async-signal-safe, as are the id, self, active and current getters. */
 LMM_PUBLIC void *lmm_worker_data(const struct lmm_worker *w);
 /* A small integer, unique among the domain's online workers; reused after offline. */
 LMM_PUBLIC unsigned lmm_worker_id(const struct lmm_worker *w);

@@ -581,6 +581,11 @@ enum lmm_scheme lmm_domain_scheme(const struct lmm_domain *d)
 	return d->scheme->id;
 }
 
+int lmm_domain_signo(const struct lmm_domain *d)
+{
+	return d->signo;
+}
+
 /* --- statistics --- */
 
 static const size_t stat_field[ST_NR] = {

@@ -556,3 +556,18 @@ Test(fork, child_rcu_without_parent_rcu, .timeout = 60)
 	finish(d);
 }
 #endif
+
+/* ---------- the domain's signal number, for a runtime's own kick handler ---------- */
+
+SCHEME_TEST(domain_signo)
+{
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops };
+	struct lmm_domain *d = NULL;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	cr_assert_eq(lmm_domain_signo(d), lmm_default_signo());
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	cfg.signo = SIGUSR1;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	cr_assert_eq(lmm_domain_signo(d), SIGUSR1);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+}

@@ -10,7 +10,9 @@
  *     installed VM until the guest halts (HLT is handled in userspace:
  *     KVM_EXIT_HLT parks the vCPU task), then lmm_switch(w, NULL);
  *   - context-less tasks: I/O completions and the timer that wakes a halted
- *     vCPU. They touch no VM, so the last VM stays installed lazily.
+ *     vCPU (HALT_US after its hlt; the worker sleeps between lmm_idle_enter
+ *     and lmm_idle_exit until then if it has nothing else). They touch no
+ *     VM, so the last VM stays installed lazily.
  *
  * What a worker keeps installed lazily is really used while lazy. switch_ctx
  * writes the installed VM's guest RAM (the "loaded on worker" word, the way
@@ -20,7 +22,10 @@
  * vCPU's kvm_run->immediate_exit and counts the kick in a page of guest RAM.
  * A VM is torn down at power-off (users reach 0, usually while the worker
  * that ran it still holds it lazily) and its RAM, kvm_run mapping and fds
- * go only in the free hook, once no worker has it installed.
+ * go only in the free hook, once no worker has it installed. The free hook
+ * runs on lazymm's thread (LMM_F_DEFER_FREE): closing a VM fd makes KVM
+ * destroy the VM, about 2 ms here, and a worker would stall in it (in
+ * lmm_put under shootdown, in its next lmm_switch under refcount).
  *
  * Why the kick handler blocks lazymm's signal (sa_mask): the handler reads
  * the VM the worker has installed and then writes through it. Under the
@@ -72,8 +77,8 @@
 #define GPA_ROUND 0x510  /* the guest's round counter */
 #define PORT_REPORT 0x10
 #define PORT_POWEROFF 0x11
-/* Halts before power-off: 8 to 31, so that VMs booted together do not all die together. */
-#define GUEST_ROUNDS(id) (8 + (id) % 24)
+/* Halts before power-off: 32 to 95, so that VMs booted together do not all die together. */
+#define GUEST_ROUNDS(id) (32 + (id) % 64)
 
 /*
  * The guest, at 0x1000 (assembled with gcc -c, `objdump -d`):
@@ -103,7 +108,7 @@ struct vm {
 	unsigned char *ram;
 	struct kvm_vcpu vcpu;
 	bool off;            /* the guest powered off (its vCPU task's own) */
-	atomic_int state;    /* enum vm_state */
+	atomic_int state;    /* enum vm_state; VM_RELEASED seq_cst (vm_touch_begin), VM_OFF a relaxed note */
 	atomic_int touching; /* the checker's guard: touches in flight (see vm_touch_begin) */
 	atomic_int teardowns, frees;
 	struct vm *next; /* every VM booted, for the final checks; the struct outlives its resources */
@@ -115,6 +120,7 @@ struct task {
 	enum task_kind kind;
 	struct vm *vm;  /* T_VCPU, T_TIMER: the VM to run or to wake */
 	uint32_t value; /* T_IO_DONE: what the guest reported */
+	struct timespec due; /* T_TIMER: when it fires */
 	struct task *next;
 };
 
@@ -125,6 +131,7 @@ struct worker {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct task *head, **tail;
+	struct task *timers; /* armed, not yet due (unsorted: one per halted vCPU at most) */
 	/* What switch_ctx installed here (NULL: init); read by the kick handler on this thread. */
 	_Atomic(struct vm *) installed;
 	atomic_uint kicked;      /* kicks the worker's loop has not seen yet */
@@ -143,7 +150,7 @@ static struct {
 	atomic_bool stop;
 	pthread_mutex_t vms_lock;
 	struct vm *vms;            /* every VM booted */
-	atomic_uint vms_live;      /* booted, not powered off */
+	atomic_uint vms_live;      /* booted, not powered off; relaxed: a count, nothing published by it */
 	atomic_long released_touches, booted, freed, io_done;
 } g;
 
@@ -164,11 +171,11 @@ static struct vm *vm_of(struct lmm_ctx *c)
  */
 static bool vm_touch_begin(struct vm *vm)
 {
-	/* seq_cst, with vm_release's seq_cst store of state: one sees the other (Dekker). */
+	/* seq_cst, this and the load: with vm_release's seq_cst store, one sees the other (Dekker). */
 	atomic_fetch_add(&vm->touching, 1);
 	if (atomic_load(&vm->state) != VM_RELEASED)
 		return true;
-	atomic_fetch_add(&g.released_touches, 1);
+	RELAXED_INC(g.released_touches);
 	kvm_violation("violation: a VM was touched after its resources were released\n");
 	return false;
 }
@@ -207,7 +214,7 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 	struct vm *p = vm_of(prev), *n = vm_of(next);
 
 	/* Relaxed: written only by this thread (switch_ctx), read by its signal handler. */
-	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == p,
+	KVM_CHECK(RELAXED_LOAD(me->installed) == p,
 	      "switch_ctx's prev is not what the worker had installed");
 	if (p && vm_touch_begin(p))
 		guest_store(p, GPA_LOADED, 0);
@@ -225,26 +232,26 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 static void teardown(struct lmm_ctx *c)
 {
 	struct vm *vm = vm_of(c);
-	KVM_CHECK(atomic_fetch_add(&vm->teardowns, 1) == 0, "teardown ran twice");
-	atomic_store(&vm->state, VM_OFF);
+	KVM_CHECK(RELAXED_INC(vm->teardowns) == 0, "teardown ran twice");
+	atomic_store_explicit(&vm->state, VM_OFF, memory_order_relaxed);
 	if (g.negative)
 		vm_release(vm); /* the bug --negative plants: released while still installed */
-	atomic_fetch_sub(&g.vms_live, 1);
+	atomic_fetch_sub_explicit(&g.vms_live, 1, memory_order_relaxed);
 }
 
 /* No worker has the VM installed: only now may its RAM, kvm_run page and fds go. */
 static void free_vm(struct lmm_ctx *c)
 {
 	struct vm *vm = vm_of(c);
-	KVM_CHECK(atomic_load(&vm->teardowns) == 1, "free before teardown");
-	KVM_CHECK(atomic_fetch_add(&vm->frees, 1) == 0, "free ran twice");
+	KVM_CHECK(RELAXED_LOAD(vm->teardowns) == 1, "free before teardown");
+	KVM_CHECK(RELAXED_INC(vm->frees) == 0, "free ran twice");
 	for (unsigned i = 0; i < g.nworkers; i++)
 		/* Relaxed: lazymm orders this after the worker's switch_ctx away from it. */
-		KVM_CHECK(atomic_load_explicit(&g.workers[i].installed, memory_order_relaxed) != vm,
+		KVM_CHECK(RELAXED_LOAD(g.workers[i].installed) != vm,
 		      "free of a VM a worker still has installed");
 	if (!g.negative)
 		vm_release(vm);
-	atomic_fetch_add(&g.freed, 1);
+	RELAXED_INC(g.freed);
 }
 
 /* --- the kick --- */
@@ -256,13 +263,13 @@ static void kick_handler(int sig)
 	int saved_errno = errno;
 	if (!me)
 		return;
-	atomic_fetch_add_explicit(&me->kicked, 1, memory_order_relaxed); /* same-thread reader */
-	atomic_fetch_add_explicit(&me->kicks, 1, memory_order_relaxed);  /* a counter */
+	RELAXED_INC(me->kicked); /* same-thread reader */
+	RELAXED_INC(me->kicks);  /* a counter */
 	/* Relaxed: written by switch_ctx on this very thread, and lazymm's signal is blocked here. */
-	struct vm *vm = atomic_load_explicit(&me->installed, memory_order_relaxed);
+	struct vm *vm = RELAXED_LOAD(me->installed);
 	if (vm) {
 		if (!me->in_vcpu)
-			atomic_fetch_add_explicit(&me->kicks_lazy, 1, memory_order_relaxed); /* a counter */
+			RELAXED_INC(me->kicks_lazy); /* a counter */
 		if (vm_touch_begin(vm)) {
 			/* Relaxed: KVM reads it at the next KVM_RUN entry of this vCPU, on whatever thread. */
 			__atomic_store_n(&vm->vcpu.run->immediate_exit, 1, __ATOMIC_RELAXED);
@@ -275,12 +282,20 @@ static void kick_handler(int sig)
 
 /* --- tasks --- */
 
-static void push(struct worker *to, enum task_kind kind, struct vm *vm, uint32_t value)
+#define HALT_US 100 /* a halted vCPU's timer fires this long after its hlt */
+
+static struct task *task_new(enum task_kind kind, struct vm *vm, uint32_t value)
 {
 	struct task *t = malloc(sizeof(*t));
 	if (!t)
 		kvm_die("out of memory");
 	*t = (struct task){ .kind = kind, .vm = vm, .value = value };
+	return t;
+}
+
+static void push(struct worker *to, enum task_kind kind, struct vm *vm, uint32_t value)
+{
+	struct task *t = task_new(kind, vm, value);
 	pthread_mutex_lock(&to->lock);
 	*to->tail = t;
 	to->tail = &t->next;
@@ -294,14 +309,53 @@ static struct worker *vcpu_queue(struct vm *vm, unsigned *seed)
 	return &g.workers[g.affinity ? vm->home : kvm_rnd(seed) % g.nworkers];
 }
 
+static void arm_timer(struct worker *me, struct vm *vm)
+{
+	struct task *t = task_new(T_TIMER, vm, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t->due);
+	t->due.tv_nsec += HALT_US * 1000;
+	if (t->due.tv_nsec >= 1000000000) {
+		t->due.tv_sec++;
+		t->due.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&me->lock);
+	t->next = me->timers;
+	me->timers = t;
+	pthread_mutex_unlock(&me->lock);
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Under me->lock: unlink and return a timer that is due; else NULL, and *next is the earliest one's time. */
+static struct task *timer_due(struct worker *me, struct timespec *next)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (struct task **p = &me->timers; *p; p = &(*p)->next) {
+		if (!before(&now, &(*p)->due)) {
+			struct task *t = *p;
+			*p = t->next;
+			return t;
+		}
+		if (p == &me->timers || before(&(*p)->due, next))
+			*next = (*p)->due;
+	}
+	return NULL;
+}
+
 /* A vCPU task: run the guest through the installed VM until it halts. */
 static void run_vcpu(struct worker *me, struct vm *vm)
 {
 	lmm_switch(me->w, &vm->ctx); /* the vCPU task holds the VM's users reference */
 	me->in_vcpu = 1;
 	me->vcpu_tasks++;
-	KVM_CHECK(atomic_load_explicit(&me->installed, memory_order_relaxed) == vm,
-	      "a vCPU task runs without its VM installed");
+	/* KVM_RUN goes through what switch_ctx installed: a wrong install shows as another VM's I/O. */
+	struct vm *in = RELAXED_LOAD(me->installed); /* relaxed: written on this thread */
+	KVM_CHECK(in == vm, "a vCPU task runs without its VM installed");
+	struct kvm_vcpu *vcpu = in ? &in->vcpu : &vm->vcpu;
 	for (;;) {
 		/*
 		 * A VMM looks at its requests for the vCPU here; a kick that
@@ -309,9 +363,9 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 		 * returns at once. Relaxed: the kick handler runs on this thread.
 		 */
 		me->kicks_seen += atomic_exchange_explicit(&me->kicked, 0, memory_order_relaxed);
-		int exit = kvm_run_once(&vm->vcpu);
+		int exit = kvm_run_once(vcpu);
 		if (exit < 0) { /* EINTR: a kick or lazymm's signal; the guest resumes where it was */
-			__atomic_store_n(&vm->vcpu.run->immediate_exit, 0, __ATOMIC_RELAXED); /* as in the handler */
+			__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED); /* as in the handler */
 			me->intr_exits++;
 			continue;
 		}
@@ -319,14 +373,14 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 			me->halts++;
 			break;
 		}
-		if (exit == KVM_EXIT_IO && vm->vcpu.run->io.port == PORT_REPORT) {
+		if (exit == KVM_EXIT_IO && vcpu->run->io.port == PORT_REPORT) {
 			me->io_exits++;
-			KVM_CHECK(kvm_io_value(vm->vcpu.run) == vm->id && lmm_current(me->w) == &vm->ctx,
+			KVM_CHECK(kvm_io_value(vcpu->run) == vm->id && lmm_current(me->w) == &vm->ctx,
 			      "guest I/O from a VM other than the task's own");
-			push(me, T_IO_DONE, NULL, kvm_io_value(vm->vcpu.run));
+			push(me, T_IO_DONE, NULL, kvm_io_value(vcpu->run));
 			continue;
 		}
-		if (exit == KVM_EXIT_IO && vm->vcpu.run->io.port == PORT_POWEROFF) {
+		if (exit == KVM_EXIT_IO && vcpu->run->io.port == PORT_POWEROFF) {
 			vm->off = true;
 			continue;
 		}
@@ -340,7 +394,7 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 	if (vm->off)
 		lmm_put(&vm->ctx); /* power-off: teardown now, free once no worker has it installed */
 	else
-		push(me, T_TIMER, vm, 0); /* the halted vCPU waits for its timer */
+		arm_timer(me, vm); /* the halted vCPU waits for its timer; the worker may idle meanwhile */
 }
 
 static void *worker_main(void *arg)
@@ -351,19 +405,29 @@ static void *worker_main(void *arg)
 	if (lmm_worker_online(g.d, me, &me->w))
 		kvm_die("lmm_worker_online failed");
 	for (;;) {
+		struct task *t;
+		struct timespec next;
 		pthread_mutex_lock(&me->lock);
-		while (!me->head && !atomic_load(&g.stop)) {
+		for (;;) {
+			if ((t = me->head)) {
+				me->head = t->next;
+				if (!me->head)
+					me->tail = &me->head;
+				break;
+			}
+			if ((t = timer_due(me, &next)))
+				break;
+			/* Relaxed: set before a locked signal. Armed timers belong to live VMs. */
+			if (!me->timers && RELAXED_LOAD(g.stop))
+				break;
 			/* Idle: no lmm_switch between these two. The lazy VM stays installed. */
 			lmm_idle_enter(me->w);
 			me->idle_sleeps++;
-			pthread_cond_wait(&me->wake, &me->lock);
+			if (me->timers)
+				pthread_cond_timedwait(&me->wake, &me->lock, &next);
+			else
+				pthread_cond_wait(&me->wake, &me->lock);
 			lmm_idle_exit(me->w);
-		}
-		struct task *t = me->head;
-		if (t) {
-			me->head = t->next;
-			if (!me->head)
-				me->tail = &me->head;
 		}
 		pthread_mutex_unlock(&me->lock);
 		if (!t)
@@ -374,7 +438,7 @@ static void *worker_main(void *arg)
 			break;
 		case T_IO_DONE: /* host-side device model: no VM touched */
 			me->ctxless_tasks++;
-			atomic_fetch_add(&g.io_done, 1);
+			RELAXED_INC(g.io_done);
 			break;
 		case T_TIMER: /* the halted vCPU's timer fired: wake it */
 			me->ctxless_tasks++;
@@ -412,8 +476,8 @@ static void vm_boot(unsigned id, unsigned *seed)
 	vm->next = g.vms;
 	g.vms = vm;
 	pthread_mutex_unlock(&g.vms_lock);
-	atomic_fetch_add(&g.vms_live, 1);
-	atomic_fetch_add(&g.booted, 1);
+	RELAXED_INC(g.vms_live);
+	RELAXED_INC(g.booted);
 	push(vcpu_queue(vm, seed), T_VCPU, vm, 0);
 }
 
@@ -427,7 +491,7 @@ static long ms_since(const struct timespec *t0)
 int main(int argc, char **argv)
 {
 	static const struct lmm_ops ops = { switch_ctx, teardown, free_vm };
-	struct lmm_config cfg = { .scheme = LMM_SCHEME_REFCOUNT, .ops = &ops, .flags = LMM_F_DEBUG };
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_REFCOUNT, .ops = &ops, .flags = LMM_F_DEBUG | LMM_F_DEFER_FREE };
 	unsigned ms = 1000;
 	g.nworkers = 2;
 	g.nvms = 4;
@@ -468,7 +532,11 @@ int main(int argc, char **argv)
 		wk->id = i;
 		wk->tail = &wk->head;
 		pthread_mutex_init(&wk->lock, NULL);
-		pthread_cond_init(&wk->wake, NULL);
+		pthread_condattr_t ca; /* timers are CLOCK_MONOTONIC */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&wk->wake, &ca);
+		pthread_condattr_destroy(&ca);
 	}
 	for (unsigned i = 0; i < g.nworkers; i++)
 		if (pthread_create(&g.workers[i].thread, NULL, worker_main, &g.workers[i]))
@@ -480,17 +548,17 @@ int main(int argc, char **argv)
 	unsigned seed = 99, next_id = 1;
 	long kicks_sent = 0;
 	while (ms_since(&t0) < (long)ms) {
-		if (atomic_load(&g.vms_live) < g.nvms) {
+		if (RELAXED_LOAD(g.vms_live) < g.nvms)
 			vm_boot(next_id++, &seed);
-			continue;
-		}
-		pthread_kill(g.workers[kvm_rnd(&seed) % g.nworkers].thread, SIGRTMIN);
-		kicks_sent++;
-		nanosleep(&(struct timespec){ 0, 100 * 1000 }, NULL);
+		else
+			nanosleep(&(struct timespec){ 0, 100 * 1000 }, NULL);
+		if (pthread_kill(g.workers[kvm_rnd(&seed) % g.nworkers].thread, SIGRTMIN) == 0)
+			kicks_sent++;
 	}
-	while (atomic_load(&g.vms_live)) /* every guest runs to its power-off */
+	while (RELAXED_LOAD(g.vms_live)) /* every guest runs to its power-off */
 		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
-	atomic_store(&g.stop, true);
+	/* Relaxed: each queue's lock orders it before the worker's next look. */
+	atomic_store_explicit(&g.stop, true, memory_order_relaxed);
 	for (unsigned i = 0; i < g.nworkers; i++) {
 		pthread_mutex_lock(&g.workers[i].lock);
 		pthread_cond_signal(&g.workers[i].wake);
@@ -508,22 +576,22 @@ int main(int argc, char **argv)
 		ctxless += wk->ctxless_tasks;
 		kicks_seen += wk->kicks_seen;
 		idle_sleeps += wk->idle_sleeps;
-		kicks += atomic_load(&wk->kicks);
-		kicks_lazy += atomic_load(&wk->kicks_lazy);
+		kicks += RELAXED_LOAD(wk->kicks);
+		kicks_lazy += RELAXED_LOAD(wk->kicks_lazy);
 	}
 	ret = lmm_barrier(g.d);
 	KVM_CHECK(ret == 0, "lmm_barrier failed");
 	struct lmm_stats st;
 	lmm_stats(g.d, &st);
-	long booted = atomic_load(&g.booted);
-	KVM_CHECK(atomic_load(&g.freed) == booted, "not every VM was freed");
+	long booted = RELAXED_LOAD(g.booted);
+	KVM_CHECK(RELAXED_LOAD(g.freed) == booted, "not every VM was freed");
 	for (struct vm *vm = g.vms, *next; vm; vm = next) {
 		next = vm->next;
-		KVM_CHECK(atomic_load(&vm->teardowns) == 1 && atomic_load(&vm->frees) == 1,
+		KVM_CHECK(RELAXED_LOAD(vm->teardowns) == 1 && RELAXED_LOAD(vm->frees) == 1,
 		      "a VM was not torn down and freed exactly once");
 		free(vm);
 	}
-	KVM_CHECK(atomic_load(&g.io_done) == io_exits, "an I/O completion was lost");
+	KVM_CHECK(RELAXED_LOAD(g.io_done) == io_exits, "an I/O completion was lost");
 	ret = lmm_domain_destroy(g.d);
 	KVM_CHECK(ret == 0, "lmm_domain_destroy failed");
 	signal(SIGRTMIN, SIG_DFL);
@@ -533,13 +601,13 @@ int main(int argc, char **argv)
 
 	printf("kvm-vmm (%s%s): %u workers, %ld VMs (%u at a time, %d to %d halts each) for %u ms, affinity %s\n",
 	       lmm_scheme_name(cfg.scheme), g.negative ? ", --negative" : "", g.nworkers, booted, g.nvms,
-	       GUEST_ROUNDS(0), GUEST_ROUNDS(23), ms, g.affinity ? "on" : "off");
+	       GUEST_ROUNDS(0), GUEST_ROUNDS(63), ms, g.affinity ? "on" : "off");
 	printf("  %ld vCPU tasks, %ld context-less tasks, %ld idle sleeps; %ld I/O exits, %ld halts, %ld EINTR exits\n",
 	       vcpu_tasks, ctxless, idle_sleeps, io_exits, halts, intr_exits);
 	printf("  %llu VM installs (switch_ctx), %llu lazy hits; %ld kicks sent, %ld taken (%ld on a lazily held VM, "
 	       "%ld seen by a vCPU loop)\n", (unsigned long long)st.installs, (unsigned long long)st.lazy_hits,
 	       kicks_sent, kicks, kicks_lazy, kicks_seen);
-	printf("  %ld VMs torn down and freed; fds %d before, %d after\n", atomic_load(&g.freed), fds_before,
+	printf("  %ld VMs torn down and freed; fds %d before, %d after\n", RELAXED_LOAD(g.freed), fds_before,
 	       fds_after);
 	pthread_mutex_destroy(&g.vms_lock);
 	for (unsigned i = 0; i < g.nworkers; i++) {
@@ -547,7 +615,7 @@ int main(int argc, char **argv)
 		pthread_cond_destroy(&g.workers[i].wake);
 	}
 	free(g.workers);
-	long v = atomic_load(&kvm_violations), touched = atomic_load(&g.released_touches);
+	long v = RELAXED_LOAD(kvm_violations), touched = RELAXED_LOAD(g.released_touches);
 	if (g.negative) {
 		/* Only the planted bug may show: a touch of a released VM, and nothing else. */
 		bool caught = touched > 0 && v == touched;

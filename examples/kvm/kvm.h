@@ -11,9 +11,9 @@
  *   0x2000   PML4 of the boot page tables (kvm_identity_map)
  *   0x3000   PDPT, 0x4000 PD: guest RAM identity mapped with 2 MiB pages
  * Long mode is entered directly through KVM_SET_SREGS (CR0.PE|PG, CR4.PAE,
- * EFER.LME|LMA, a 64-bit code segment): no real-mode trampoline. This KVM is
- * paravirtual: it runs real-mode and long-mode guests but refuses 32-bit
- * and PAE paging, so there is no other way up anyway.
+ * EFER.LME|LMA, a 64-bit code segment): no real-mode trampoline, and no
+ * 32-bit or PAE stage, which the paravirtual KVM these were written on
+ * refuses (it runs real-mode and long-mode guests only).
  */
 #ifndef EXAMPLES_KVM_H
 #define EXAMPLES_KVM_H
@@ -285,12 +285,21 @@ static inline void kvm_kick_install(int signo, void (*handler)(int), int lmm_sig
 
 /* --- the examples' checks and command lines --- */
 
+/*
+ * Relaxed loads and increments, for the counters and the checks' words. A
+ * verdict reads them only after pthread_join or lmm_barrier, or where
+ * lazymm's own hand-off orders them (free runs after teardown, and after the
+ * switch away); each other use says why relaxed is enough where it is.
+ */
+#define RELAXED_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define RELAXED_INC(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+
 static atomic_long kvm_violations; /* any makes the exit status 1 (--negative: 0) */
 
 /* Report a violated invariant. Async-signal-safe: signal handlers and switch_ctx report too. */
 static inline void kvm_violation(const char *msg)
 {
-	atomic_fetch_add(&kvm_violations, 1);
+	RELAXED_INC(kvm_violations);
 	if (write(2, msg, strlen(msg)) < 0)
 		return;
 }

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A miniature VMM on lazymm.
+ * A miniature VMM on lazymm, with a software MMU instead of a hypervisor.
+ * For a VMM on real KVM see examples/kvm-vmm and examples/kvm-uk (and
+ * docs/kvm.md); this one stays for what they do not show: guest memory
+ * behind a software TLB, for machines without KVM (it runs on every CI
+ * target), and lmm_membarrier.
  *
  * A guest's address space is a context holding a table of memory regions
  * (guest-physical ranges backed by mmap'd host memory). vCPU threads are
