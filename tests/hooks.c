@@ -272,8 +272,8 @@ static void settle(struct lmm_domain *d, struct hctx **cs, int n)
 enum lazy_mode {
 	LAZY_RUN,   /* runs context-less tasks, no sleep bracket */
 	LAZY_IDLE,  /* sleeps in the idle bracket */
-	LAZY_BLOCK, /* runs context-less tasks with the domain's signal blocked for a while */
-	LAZY_IDLE_BLOCK, /* sleeps in the idle bracket with the signal blocked for a while */
+	LAZY_BLOCK, /* runs context-less tasks with the domain's signal blocked */
+	LAZY_IDLE_BLOCK, /* sleeps in the idle bracket with the signal blocked */
 };
 
 struct lazy_worker {
@@ -281,6 +281,7 @@ struct lazy_worker {
 	struct lmm_ctx *ctx;
 	enum lazy_mode mode;
 	int signo;
+	unsigned unblock_after; /* LAZY_BLOCK: unblock after this many tasks (at least 1 ms each); 0: at stop */
 	atomic_bool ready, stop;
 	pthread_t thread;
 };
@@ -300,7 +301,7 @@ static void *lazy_main(void *arg)
 	if (block)
 		pthread_sigmask(SIG_BLOCK, &set, NULL);
 	atomic_store(&t->ready, true);
-	int loops = 0;
+	unsigned loops = 0;
 	while (!atomic_load(&t->stop)) {
 		if (idle)
 			VCALL(R_IDLE_ENTER, lmm_idle_enter(w));
@@ -308,7 +309,7 @@ static void *lazy_main(void *arg)
 		if (idle)
 			VCALL(R_IDLE_EXIT, lmm_idle_exit(w));
 		VCALL(R_SWITCH, lmm_switch(w, NULL)); /* a context-less task */
-		if (block && ++loops == 300)
+		if (block && ++loops == t->unblock_after)
 			pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	}
 	if (block)
@@ -342,12 +343,13 @@ static void *exit_main(void *arg)
 }
 
 static void lazy_start(struct lazy_worker *t, struct lmm_domain *d, struct lmm_ctx *c,
-		       enum lazy_mode mode)
+		       enum lazy_mode mode, unsigned unblock_after)
 {
 	t->d = d;
 	t->ctx = c;
 	t->mode = mode;
 	t->signo = lmm_default_signo();
+	t->unblock_after = unblock_after;
 	atomic_init(&t->ready, false);
 	atomic_init(&t->stop, false);
 	cr_assert_eq(pthread_create(&t->thread, NULL, lazy_main, t), 0);
@@ -421,7 +423,7 @@ static void scenarios(struct lmm_domain *d)
 	VCALL(R_SWITCH, lmm_switch(w, NULL));
 	VCALL(R_UNLAZY, lmm_unlazy(w));
 	struct lazy_worker t;
-	lazy_start(&t, d, &c[13]->ctx, LAZY_RUN);
+	lazy_start(&t, d, &c[13]->ctx, LAZY_RUN, 0);
 	lazy_stop(&t);
 	VCALL(R_PUT, lmm_put(&c[12]->ctx));
 	VCALL(R_PUT, lmm_put(&c[13]->ctx));
@@ -430,7 +432,7 @@ static void scenarios(struct lmm_domain *d)
 	static const enum lazy_mode modes[] = { LAZY_RUN, LAZY_IDLE, LAZY_BLOCK, LAZY_IDLE_BLOCK };
 	static const int lazy_ctx[] = { 6, 7, 8, 14 };
 	for (int i = 0; i < 4; i++) {
-		lazy_start(&t, d, &c[lazy_ctx[i]]->ctx, modes[i]);
+		lazy_start(&t, d, &c[lazy_ctx[i]]->ctx, modes[i], 0);
 		VCALL(R_PUT, lmm_put(&c[lazy_ctx[i]]->ctx));
 		nap_ms(100);
 		lazy_stop(&t);
@@ -438,7 +440,7 @@ static void scenarios(struct lmm_domain *d)
 	/* The same with the caller lazy on it too. */
 	VCALL(R_SWITCH, lmm_switch(w, &c[9]->ctx));
 	VCALL(R_SWITCH, lmm_switch(w, NULL));
-	lazy_start(&t, d, &c[9]->ctx, LAZY_RUN);
+	lazy_start(&t, d, &c[9]->ctx, LAZY_RUN, 0);
 	VCALL(R_PUT, lmm_put(&c[9]->ctx));
 	nap_ms(100);
 	lazy_stop(&t);
@@ -606,7 +608,7 @@ Test(rcu, backpressure, .timeout = 60)
 	struct hctx *c[3] = { ctx(d), ctx(d), ctx(d) };
 	struct lmm_worker *w = online(d);
 	struct lazy_worker t;
-	lazy_start(&t, d, &c[0]->ctx, LAZY_BLOCK);
+	lazy_start(&t, d, &c[0]->ctx, LAZY_BLOCK, 2000); /* then the drop's wait ends */
 	VCALL(R_PUT, lmm_put(&c[1]->ctx)); /* queued: the backlog is full */
 	VCALL(R_SWITCH, lmm_switch(w, &c[2]->ctx));
 	VCALL(R_SWITCH, lmm_switch(w, NULL));
