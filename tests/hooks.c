@@ -70,16 +70,20 @@ static const char *const row_name[NROWS] = {
 
 enum { H_SWITCH = 1, H_TEARDOWN = 2, H_FREE = 4 };
 
+/* refcount and hazard: the last holder to leave (a switch or a drop) frees. */
+#define FREED_BY_LAST_HOLDER                     \
+	{                                        \
+		[R_SWITCH] = H_SWITCH | H_FREE,  \
+		[R_UNLAZY] = H_SWITCH | H_FREE,  \
+		[R_OFFLINE] = H_SWITCH | H_FREE, \
+		[R_PUT] = H_TEARDOWN | H_FREE,   \
+		[R_DROP] = H_FREE,               \
+		[R_EXIT] = H_SWITCH | H_FREE,    \
+	}
+
 /* The matrix: per scheme (refcount, shootdown, hazard, rcu), per row. */
 static const unsigned matrix[4][NROWS] = {
-	[0] = {
-		[R_SWITCH] = H_SWITCH | H_FREE,
-		[R_UNLAZY] = H_SWITCH | H_FREE,
-		[R_OFFLINE] = H_SWITCH | H_FREE,
-		[R_PUT] = H_TEARDOWN | H_FREE,
-		[R_DROP] = H_FREE,
-		[R_EXIT] = H_SWITCH | H_FREE,
-	},
+	[0] = FREED_BY_LAST_HOLDER,
 	[1] = {
 		[R_SWITCH] = H_SWITCH,
 		[R_UNLAZY] = H_SWITCH,
@@ -90,14 +94,7 @@ static const unsigned matrix[4][NROWS] = {
 		[R_HANDLER] = H_SWITCH,
 		[R_LIBRARY] = H_FREE,
 	},
-	[2] = {
-		[R_SWITCH] = H_SWITCH | H_FREE,
-		[R_UNLAZY] = H_SWITCH | H_FREE,
-		[R_OFFLINE] = H_SWITCH | H_FREE,
-		[R_PUT] = H_TEARDOWN | H_FREE,
-		[R_DROP] = H_FREE,
-		[R_EXIT] = H_SWITCH | H_FREE,
-	},
+	[2] = FREED_BY_LAST_HOLDER,
 	[3] = {
 		[R_SWITCH] = H_SWITCH,
 		[R_UNLAZY] = H_SWITCH,
@@ -449,7 +446,7 @@ static void scenarios(struct lmm_domain *d)
 	h_on_thread(exit_main, &x1);
 	h_on_thread(exit_main, &x2);
 	VCALL(R_PUT, lmm_put(&c[15]->ctx));
-	/* The last put while the barrier waits for a grace period (rcu). */
+	/* lmm_barrier while lazy on a context whose last put ran (rcu parks the worker: it leaves it). */
 	VCALL(R_SWITCH, lmm_switch(w, &c[10]->ctx));
 	VCALL(R_SWITCH, lmm_switch(w, NULL));
 	VCALL(R_PUT, lmm_put(&c[10]->ctx));
