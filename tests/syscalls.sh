@@ -22,9 +22,9 @@ trap 'rm -rf "$tmp"' EXIT
 status=0
 
 # What lazymm(7) lists.
-every="futex mmap munmap mprotect brk getrandom membarrier clock_nanosleep"
-thread="clone3 clone rt_sigaction rt_sigprocmask set_robust_list rseq madvise exit openat write close"
-signal="rt_sigaction rt_sigprocmask getpid tgkill"
+every="futex mmap munmap mprotect madvise brk getrandom membarrier clock_nanosleep"
+thread="clone3 clone rt_sigaction rt_sigprocmask set_robust_list rseq exit openat write close"
+signal="rt_sigaction rt_sigprocmask rt_sigreturn getpid tgkill"
 
 for scheme in "$@"; do
 	for flags in plain defer nothreads; do
