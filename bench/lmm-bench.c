@@ -797,6 +797,7 @@ static void *drop_worker(void *arg)
 	enum kind k = r->im->kind;
 	unsigned seen = 0;
 
+	b_idle_enter(r, &t); /* asleep until the first round */
 	pthread_mutex_lock(&dr->lock);
 	for (;;) {
 		while (dr->round == seen && !dr->quit)

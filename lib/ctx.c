@@ -69,7 +69,10 @@ void lmm_put(struct lmm_ctx *ctx)
 	struct ctx_impl *c = checked(ctx, "lmm_put");
 	if (c->is_init)
 		return;
-	/* Release: this user's accesses happen before teardown (pairs with the fence below). */
+	/*
+	 * Release: this user's accesses happen before teardown (pairs with the
+	 * acquire load below; litmus: ctx-last-put).
+	 */
 	long old = atomic_fetch_sub_explicit(&c->users, 1, memory_order_release);
 	if (likely(old > 1))
 		return;
@@ -79,6 +82,7 @@ void lmm_put(struct lmm_ctx *ctx)
 	 * Acquire: pairs with every earlier put's release (each decrement
 	 * continues the release sequence this load reads the end of). A load
 	 * rather than a fence because ThreadSanitizer does not model fences.
+	 * (litmus: ctx-last-put)
 	 */
 	(void)atomic_load_explicit(&c->users, memory_order_acquire);
 	struct lmm_domain *d = c->domain;
@@ -108,13 +112,15 @@ void lmm_drop(struct lmm_ctx *ctx)
 	struct ctx_impl *c = checked(ctx, "lmm_drop");
 	if (c->is_init)
 		return;
-	/* Release: our accesses (and a worker's switch away) happen before free. */
+	/* Release: our accesses (and a worker's switch away) happen before free
+	 * (litmus: ctx-last-put). */
 	long old = atomic_fetch_sub_explicit(&c->count, 1, memory_order_release);
 	if (likely(old > 1))
 		return;
 	if (unlikely(old < 1))
 		lmm__die("lmm_drop", "count of context %p dropped below zero", (void *)ctx);
-	/* Acquire: pairs with every earlier drop's release (as in lmm_put: no fence, for TSan). */
+	/* Acquire: pairs with every earlier drop's release (as in lmm_put: no fence, for TSan;
+	 * litmus: ctx-last-put). */
 	(void)atomic_load_explicit(&c->count, memory_order_acquire);
 	lmm__count_zero(c);
 }

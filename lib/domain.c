@@ -184,7 +184,7 @@ static void debug_check_worker(struct lmm_worker *w, void *arg)
 	/*
 	 * Acquire pairs with the release store of active in the switch path:
 	 * a worker that switched away before the scheme let this free through
-	 * shows its new context here.
+	 * shows its new context here (litmus: install-active).
 	 */
 	if (atomic_load_explicit(&w->active, memory_order_acquire) != s->ctx)
 		return;
@@ -208,7 +208,8 @@ static void debug_check_free(struct lmm_domain *d, struct ctx_impl *c)
 	struct debug_scan s = { .ctx = ctx_public(c) };
 	/* Every worker, not only the mask: the mask itself is under test. */
 	for (unsigned i = 0; i < d->max_workers; i++) {
-		/* Acquire pairs with the release publication in lmm_worker_online. */
+		/* Acquire pairs with the release publication in lmm_worker_online
+		 * (litmus: worker-publish). */
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
 		if (w)
 			debug_check_worker(w, &s);
@@ -228,10 +229,11 @@ static void run_free(struct ctx_impl *c)
 	lmm__freeing = self.parent;
 	stat_add(d, ST_FREES, 1);
 	/* Release pairs with lmm_domain_destroy's acquire. Before the bucket, so that
-	 * a barrier that saw the bucket drain also sees the context gone. */
+	 * a barrier that saw the bucket drain also sees the context gone (litmus:
+	 * run-free-order). */
 	atomic_fetch_sub_explicit(&d->contexts_live, 1, memory_order_release);
 	/* Release pairs with lmm_barrier's and lmm_domain_destroy's acquire: the
-	 * free's effects are done. Our last access to d. */
+	 * free's effects are done (litmus: run-free-order). Our last access to d. */
 	atomic_fetch_sub_explicit(&d->free_inflight[self.free_epoch & 1], 1, memory_order_release);
 }
 
@@ -272,7 +274,8 @@ void lmm__count_zero(struct ctx_impl *c)
 	}
 	for (;;) {
 		/* Seq_cst with the re-check below and the flip in lmm_barrier: either
-		 * the barrier sees our registration, or we see its new epoch. */
+		 * the barrier sees our registration, or we see its new epoch (litmus:
+		 * barrier-epoch). */
 		e = atomic_load(&d->free_epoch);
 		atomic_fetch_add(&d->free_inflight[e & 1], 1);
 		if (atomic_load(&d->free_epoch) == e)
@@ -291,8 +294,15 @@ registered:
 static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long long deadline)
 {
 	unsigned long long nap = 1000;
-	/* Acquire pairs with run_free's release: the frees' effects are visible. */
-	while (atomic_load_explicit(&d->free_inflight[bucket], memory_order_acquire) != 0) {
+	/*
+	 * Seq_cst: after the flip, pairs with the registration in
+	 * lmm__count_zero (litmus: barrier-epoch). An acquire load is outside
+	 * the seq_cst order and may miss a registration whose re-check saw the
+	 * old epoch (RC11; aarch64's LDAPR). Its acquire half pairs with
+	 * run_free's release: the frees' effects are visible (litmus:
+	 * run-free-order).
+	 */
+	while (atomic_load(&d->free_inflight[bucket]) != 0) {
 		if (lmm_plat_now_ns() > deadline)
 			return -ETIMEDOUT;
 		if (d->cfg.flags & LMM_F_NO_THREADS)
@@ -328,13 +338,15 @@ int lmm_barrier(struct lmm_domain *d)
 		 * on (or is still waiting for): they are due too, and the flip is
 		 * about to reuse the bucket. Drain it first (SRCU's second flip).
 		 */
-		/* Seq_cst: pairs with the registration in lmm__count_zero. */
+		/* Seq_cst: pairs with the registration in lmm__count_zero
+		 * (litmus: barrier-epoch). */
 		unsigned long e = atomic_load(&d->free_epoch);
 		ret = barrier_drain(d, (e + 1) & 1, deadline);
 		if (ret)
 			goto out;
 		pthread_mutex_lock(&d->barrier_lock);
-		/* Seq_cst: pairs with the registration in lmm__count_zero. */
+		/* Seq_cst: pairs with the registration in lmm__count_zero
+		 * (litmus: barrier-epoch). */
 		bool flip = atomic_load(&d->free_epoch) == e;
 		if (flip)
 			old = atomic_fetch_add(&d->free_epoch, 1);
@@ -540,7 +552,8 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	pthread_mutex_lock(&d->lock);
 	bool busy = d->online > 0;
 	pthread_mutex_unlock(&d->lock);
-	/* Acquire (all three) pairs with run_free's releases: no free still touches d. */
+	/* Acquire (all three) pairs with run_free's releases: no free still touches d
+	 * (litmus: run-free-order). */
 	bool freeing = atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0 ||
 		       atomic_load_explicit(&d->free_inflight[0], memory_order_acquire) != 0 || /* as above */
 		       atomic_load_explicit(&d->free_inflight[1], memory_order_acquire) != 0;   /* as above */

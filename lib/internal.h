@@ -86,8 +86,9 @@ struct lmm_worker {
 	const struct lmm_scheme_ops *scheme;
 	struct lmm_domain *domain;
 	/*
-	 * Signal deferral (seed 004: pending state follows the worker, never the
-	 * context). While critical is non-zero the switch state is half updated:
+	 * Signal deferral (the pending state follows the worker, never the
+	 * context: Schwidefsky, "s390/mm,tlb: race of lazy TLB flush vs.
+	 * recreation of TLB entries", Nov 2013). While critical is non-zero the switch state is half updated:
 	 * the handler only sets sig_pending, and the switch path runs the
 	 * scheme's signal work as it leaves. Same-thread only: relaxed atomics
 	 * plus signal fences are enough.
@@ -342,7 +343,8 @@ static inline void mask_set(struct ctx_impl *c, unsigned id)
 	 * Test first, so a worker that re-installs a context writes nothing
 	 * shared. Relaxed is enough: the bit is set while the worker holds a
 	 * reference (current), and that reference is dropped with release; the
-	 * final dropper's acquire makes the bit visible to whoever scans.
+	 * final dropper's acquire makes the bit visible to whoever scans (litmus:
+	 * sd-mask-visible; hazard orders it by its fence pair: hazard-publish).
 	 */
 	if (!(atomic_load_explicit(word, memory_order_relaxed) & bit))
 		atomic_fetch_or_explicit(word, bit, memory_order_relaxed);

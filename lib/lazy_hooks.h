@@ -50,7 +50,8 @@ LMM_HIDDEN void lmm__hazard_drain(struct lmm_worker *w);
  * lmm_plat_light_fence, minus its run-time check in lmm_switch's fast copies:
  * a worker with membarrier_fence (membarrier not registered) always takes
  * the general copy (careful). So in a fast copy the heavy side is membarrier
- * and a compiler barrier is the whole light side.
+ * and a compiler barrier is the whole light side (litmus: hazard-publish,
+ * hazard-late-handoff).
  */
 static inline void hazard_light_fence(bool careful)
 {
@@ -65,8 +66,8 @@ static inline void hazard_light_fence(bool careful)
  * already have run, so the hazard protects nothing. Hold a reference of our
  * own. Relaxed (mmgrab): the task leaving ctx still holds one. If the scan
  * saw the hazard anyway, it also handed us one through the drop slot; both
- * are dropped when the lazy period ends. Out of line: its abort would give
- * lmm_switch a stack frame on every path.
+ * are dropped when the lazy period ends (litmus: hazard-countonly). Out of
+ * line: its abort would give lmm_switch a stack frame on every path.
  */
 static __attribute__((noinline, cold)) void hazard_enter_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
@@ -83,8 +84,8 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 	/*
 	 * Release: a converter that reads this store (or a later one) with
 	 * acquire also sees everything before it, including the release store
-	 * that ended our previous lazy period (see hand_over). Free on x86-64;
-	 * no fence.
+	 * that ended our previous lazy period (see hand_over; litmus:
+	 * hazard-steal). Free on x86-64; no fence.
 	 */
 	atomic_store_explicit(&w->slot[HAZARD_LAZY], (uintptr_t)ctx, memory_order_release);
 	/*
@@ -92,6 +93,7 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 	 * with lmm_plat_heavy_fence in hazard_users_zero, which comes after the
 	 * last user's decrement and before its scan: either we see users == 0
 	 * here, or the scan sees our hazard (and our mask bit, set earlier).
+	 * (litmus: hazard-publish)
 	 */
 	hazard_light_fence(careful);
 	/* Relaxed: the fence pair above is the ordering. */
@@ -125,7 +127,7 @@ static inline void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx,
 	 * Store->load: the slot cleared above before the peek at the drop slot
 	 * below. Pairs with the heavy fence before reclaim_stale(): either we
 	 * see a late hand-off and drop it, or the converter sees us gone and
-	 * takes it back.
+	 * takes it back (litmus: hazard-late-handoff).
 	 */
 	hazard_light_fence(careful);
 	/* Relaxed peek at our own word: lmm__hazard_drain's exchange is what counts. */
@@ -149,7 +151,7 @@ static inline void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 * (liburcu's protocol orders the report itself). The nudge handler sets
 	 * RS_COUNTED only while we are lazy, and current is already ctx: no
 	 * handler changes the state after these loads, so the slow half, which
-	 * takes the critical section, finds what we saw.
+	 * takes the critical section, finds what we saw. (litmus: rcu-qs-flag)
 	 */
 	if (unlikely((atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed) & RS_COUNTED) |
 		     atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed)))

@@ -31,7 +31,11 @@ bool lmm__membarrier_fallback(void)
 /* The domain's signal landed on w (signal.c): async-signal-safe, lock-free. */
 void lmm__membarrier_ack(struct lmm_worker *w)
 {
-	/* Acquire pairs with the callers' fetch_add: their writes before the call are visible below. */
+	/*
+	 * Acquire pairs with the callers' fetch_add: their writes before the call
+	 * are visible below (litmus: membarrier-signal-early, -middle, -late, as
+	 * for the fence and the release below).
+	 */
 	unsigned long seen = atomic_load_explicit(&requests, memory_order_acquire);
 	/* The full barrier asked for; pairs with the callers' seq_cst fences. */
 	atomic_thread_fence(memory_order_seq_cst);
@@ -41,7 +45,7 @@ void lmm__membarrier_ack(struct lmm_worker *w)
 
 static bool acked(struct lmm_worker *w, unsigned long ticket)
 {
-	/* Acquire pairs with the release in lmm__membarrier_ack. */
+	/* Acquire pairs with the release in lmm__membarrier_ack (litmus: membarrier-signal-*). */
 	unsigned long ack = atomic_load_explicit(&w->membarrier_ack, memory_order_acquire);
 	return (long)(ack - ticket) >= 0;
 }
@@ -115,18 +119,20 @@ static int membarrier_signals(struct ctx_impl *c)
 	unsigned n = 0;
 	int ret = 0;
 
-	/* Acq_rel: releases our earlier writes to every handler that acquires a newer number. */
+	/* Acq_rel: releases our earlier writes to every handler that acquires a newer number
+	 * (litmus: membarrier-signal-*). */
 	unsigned long ticket = atomic_fetch_add_explicit(&requests, 1, memory_order_acq_rel) + 1;
 	/*
 	 * Pairs with current_published() on the workers: either we read a
 	 * worker's new current and signal it, or its accesses after the switch
-	 * see everything we wrote before this fence.
+	 * see everything we wrote before this fence (litmus: membarrier-published).
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
 
 	unsigned long long deadline = lmm_plat_now_ns() + d->barrier_timeout_ms * 1000000ull;
 	for (unsigned i = 0; i < d->max_workers && !ret; i++) {
-		/* Acquire pairs with the release publication in lmm_worker_online. */
+		/* Acquire pairs with the release publication in lmm_worker_online
+		 * (litmus: worker-publish). */
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
 		/* Ourselves: our own fences are the barrier. */
 		if (!w || w == lmm__self)
@@ -151,7 +157,8 @@ static int membarrier_signals(struct ctx_impl *c)
 	/*
 	 * Pairs with the handlers' fences, and acquires for the relaxed reads
 	 * of current above: a worker we skipped because it had left ctx
-	 * released its accesses of ctx (current_leaving) before we return.
+	 * released its accesses of ctx (current_leaving) before we return
+	 * (litmus: membarrier-leaving, membarrier-signal-*).
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
 	return ret;

@@ -49,7 +49,8 @@ void lmm__hazard_drain(struct lmm_worker *w)
 	/*
 	 * Acq_rel: acquire pairs with the converter's release hand-off (its
 	 * bulk grab happens before our drop); release orders our lazy period
-	 * before any converter that later finds the slot empty.
+	 * before any converter that later finds the slot empty. (litmus:
+	 * hazard-steal, for the chain of acq_rel RMWs this exchange is one of)
 	 */
 	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], 0, memory_order_acq_rel);
 	if (v && v != DROP_CLOSED)
@@ -62,10 +63,14 @@ static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_relaxed);
 	/*
 	 * Release: switch_ctx's last use of ctx happens before any converter
-	 * whose acquire load sees the slot move on and then lets ctx go.
+	 * whose acquire load sees the slot move on and then lets ctx go
+	 * (litmus: hazard-lazy-release).
 	 */
 	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_release);
-	/* Store->load, as in hazard_lazy_resume: pairs with the heavy fence before reclaim_stale(). */
+	/*
+	 * Store->load, as in hazard_lazy_resume: pairs with the heavy fence
+	 * before reclaim_stale() (litmus: hazard-late-handoff).
+	 */
 	lmm_plat_light_fence();
 	if (lazy & LAZY_OWNED)
 		lmm_drop(ctx); /* its release orders our last use before the free */
@@ -82,7 +87,8 @@ static void hazard_worker_offline(struct lmm_worker *w)
 	 * cleared finds DROP_CLOSED and keeps its reference instead of leaving
 	 * it where nobody would ever drop it. Acq_rel: acquire pairs with a
 	 * hand-off's release; release pairs with a converter's acquire load
-	 * of CLOSED (our lazy period is over before it drops anything).
+	 * of CLOSED (our lazy period is over before it drops anything; litmus:
+	 * hazard-offline).
 	 */
 	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], DROP_CLOSED, memory_order_acq_rel);
 	if (v && v != DROP_CLOSED)
@@ -142,11 +148,13 @@ static void dispose(struct conversion *cv, uintptr_t v)
  * for (a later lazy period on v holds its own reference: users are 0, see
  * hazard_lazy_enter), and the acquire of the load pairs with the release
  * stores of the lazy slot, so w's last use of v happens before our drop.
+ * (litmus: hazard-steal, hazard-lazy-release)
  */
 static void hand_over(struct conversion *cv, struct lmm_worker *w)
 {
 	uintptr_t held = (uintptr_t)cv->ctx;
-	/* Acquire: pairs with offline's release exchange when we read CLOSED. */
+	/* Acquire: pairs with offline's release exchange when we read CLOSED
+	 * (litmus: hazard-offline). */
 	uintptr_t cur = atomic_load_explicit(&w->slot[DROP], memory_order_acquire);
 
 	cv->handed++;
@@ -167,14 +175,16 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 		 * Acq_rel: the release pairs with the acquire exchange in
 		 * lmm__hazard_drain (or the next converter's RMW), publishing
 		 * our bulk grab; the acquire pairs with the release RMW of
-		 * whoever put cur there. Failure: acquire, as for the first load.
+		 * whoever put cur there (litmus: hazard-steal). Failure: acquire, as
+		 * for the first load.
 		 */
 		if (!atomic_compare_exchange_weak_explicit(&w->slot[DROP], &cur, held,
 							   memory_order_acq_rel, memory_order_acquire))
 			continue;
 		if (!cur)
 			return; /* handed; w drops it when its lazy period ends (or reclaim_stale takes it back) */
-		/* We own cur now. Acquire: pairs with the lazy slot's release stores. */
+		/* We own cur now. Acquire: pairs with the lazy slot's release stores
+		 * (litmus: hazard-steal). */
 		uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
 		if (lazy != cur) {
 			dispose(cv, cur); /* stolen: w is done with it */
@@ -194,7 +204,8 @@ static void convert_worker(struct lmm_worker *w, void *arg)
 	 * Acquire: pairs with the release store that ended w's lazy period on
 	 * ctx (switch_ctx's last use happens before our final drop), and with
 	 * the one that began it. Ordered after users reached 0 by the heavy
-	 * fence in hazard_users_zero.
+	 * fence in hazard_users_zero (litmus: hazard-lazy-release,
+	 * hazard-publish).
 	 */
 	if (atomic_load_explicit(&w->slot[LAZY], memory_order_acquire) != (uintptr_t)cv->ctx)
 		return;
@@ -220,20 +231,23 @@ static void convert_worker(struct lmm_worker *w, void *arg)
  * drains it, or our load below sees the lazy slot cleared. Both may happen;
  * the drop slot's RMWs decide who owns the reference. A worker that starts a
  * new lazy period on that context meanwhile does not need it: users are 0,
- * so it holds its own reference (hazard_lazy_enter).
+ * so it holds its own reference (hazard_lazy_enter). Litmus:
+ * hazard-late-handoff.
  */
 static void reclaim_stale(struct lmm_worker *w, void *arg)
 {
 	struct conversion *cv = arg;
-	/* Acquire: pairs with the acq_rel RMW that left the reference there. */
+	/* Acquire: pairs with the acq_rel RMW that left the reference there
+	 * (litmus: hazard-steal). */
 	uintptr_t v = atomic_load_explicit(&w->slot[DROP], memory_order_acquire);
 	if (!v || v == DROP_CLOSED)
 		return;
-	/* Acquire: pairs with the release store that ended w's lazy period on v. */
+	/* Acquire: pairs with the release store that ended w's lazy period on v
+	 * (litmus: hazard-steal). */
 	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
 	if (slot_ctx(lazy) == slot_ctx(v))
 		return;
-	/* Acq_rel like every change of the drop slot (see hand_over). */
+	/* Acq_rel like every change of the drop slot (see hand_over; litmus: hazard-steal). */
 	if (atomic_compare_exchange_strong_explicit(&w->slot[DROP], &v, 0, memory_order_acq_rel,
 						    memory_order_relaxed))
 		dispose(cv, v);
@@ -248,12 +262,15 @@ static void hazard_users_zero(struct lmm_ctx *ctx)
 	/*
 	 * Store->load: users reached 0 (lmm_put's decrement) before the mask
 	 * and lazy slots are read. Pairs with lmm_plat_light_fence in
-	 * hazard_lazy_enter (see there).
+	 * hazard_lazy_enter (see there; litmus: hazard-publish).
 	 */
 	lmm_plat_heavy_fence();
 	unsigned scanned = lmm__mask_for_each(c, convert_worker, &cv);
 	if (cv.handed) {
-		/* Store->load: our hand-offs before the lazy slots are read again (reclaim_stale). */
+		/*
+		 * Store->load: our hand-offs before the lazy slots are read again
+		 * (reclaim_stale; litmus: hazard-late-handoff).
+		 */
 		lmm_plat_heavy_fence();
 		lmm__mask_for_each(c, reclaim_stale, &cv);
 	}

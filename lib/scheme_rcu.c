@@ -108,7 +108,8 @@ static bool count_inc_not_zero(struct ctx_impl *c)
 		if (old <= 0)
 			return false;
 		/* Relaxed: success means the count cannot reach 0 before our drop;
-		 * the quiescent state that follows carries the fences. */
+		 * the quiescent state that follows carries the fences (litmus:
+		 * rcu-settle-qs, rcu-offline-settle). */
 	} while (!atomic_compare_exchange_weak_explicit(&c->count, &old, old + 1,
 						       memory_order_relaxed, memory_order_relaxed));
 	return true;
@@ -138,7 +139,7 @@ static void settle_lazy_hold(struct lmm_worker *w)
 	 * and before its scan of RS_COUNTED: either it sees our counted hold
 	 * and makes us leave, or we see the users gone and leave now. A
 	 * counted hold on a context with no users would keep it from being
-	 * freed for as long as we sleep.
+	 * freed for as long as we sleep (litmus: rcu-leave-torn).
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
 	/* Relaxed: the fence pair above is the ordering. */
@@ -149,7 +150,7 @@ static void settle_lazy_hold(struct lmm_worker *w)
 /* The final drop of a context the handler left (RCU_ORPHAN), in a thread context. */
 static void drain_orphan(struct lmm_worker *w)
 {
-	/* Acquire: pairs with leave_torn's release store (the hold's last use comes first). */
+	/* Acquire: pairs with leave_torn's release store, the hold's last use first (litmus: rcu-orphan). */
 	uintptr_t v = atomic_exchange_explicit(&w->scheme_cold[RCU_ORPHAN], 0, memory_order_acquire);
 	if (v)
 		lmm__count_zero(ctx_impl((struct lmm_ctx *)v));
@@ -176,7 +177,8 @@ static inline void report_qs(struct lmm_worker *w)
 			      atomic_load_explicit(&nudge_round, memory_order_relaxed), memory_order_relaxed);
 }
 
-/* Go RCU-offline with the hold settled; returns whether we did. In critical. */
+/* Go RCU-offline with the hold settled
+ * (litmus: rcu-offline-settle); returns whether we did. In critical. */
 static bool go_offline(struct lmm_worker *w, uintptr_t mark)
 {
 	if (!(rs_get(w) & RS_ONLINE))
@@ -216,7 +218,7 @@ void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
 		 * Relaxed, as in the refcount scheme's lazy hit. */
 		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
 	}
-	/* Relaxed: a hint; liburcu's own protocol orders the report. */
+	/* Relaxed: a hint; liburcu's own protocol orders the report (litmus: rcu-qs-flag). */
 	if (atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed))
 		report_qs(w);
 	critical_exit(w);
@@ -236,7 +238,7 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 */
 	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) != 1)
 		return;
-	/* Release: pairs with drain_orphan's acquire exchange. */
+	/* Release: pairs with drain_orphan's acquire exchange (litmus: rcu-orphan). */
 	atomic_store_explicit(&w->scheme_cold[RCU_ORPHAN], (uintptr_t)ctx, memory_order_release);
 	struct rcu_domain *rd = w->domain->scheme_data;
 	sem_post(&rd->wake); /* the reclaim thread drains it (drain_orphans) */
@@ -260,7 +262,7 @@ static void rcu_installed(struct lmm_worker *w)
 {
 	if (!in_signal)
 		drain_orphan(w);
-	/* Relaxed: a hint, as in rcu_lazy_resume. */
+	/* Relaxed: a hint, as in rcu_lazy_resume (litmus: rcu-qs-flag). */
 	if (unlikely(atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed)))
 		report_qs(w);
 }
@@ -347,7 +349,7 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 	struct ctx_impl *c = ctx_impl(ctx);
 	struct leave_round r = { .ctx = ctx, .self = lmm__self };
 
-	/* Store->load: pairs with settle_lazy_hold's fence (see there). */
+	/* Store->load: pairs with settle_lazy_hold's fence (litmus: rcu-leave-torn). */
 	atomic_thread_fence(memory_order_seq_cst);
 	struct lmm_worker *self = r.self;
 	/* Relaxed: own state. A hook inside the switch path cannot move us. */
@@ -373,7 +375,8 @@ static void for_each_rcu_worker(void (*fn)(struct lmm_worker *w, void *arg), voi
 	for (struct rcu_domain *rd = all_domains; rd; rd = rd->next) {
 		struct lmm_domain *d = rd->d;
 		for (unsigned i = 0; i < d->max_workers; i++) {
-			/* Acquire pairs with the release publication in lmm_worker_online. */
+			/* Acquire pairs with the release publication in lmm_worker_online
+			 * (litmus: worker-publish). */
 			struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
 			if (w)
 				fn(w, arg);
@@ -383,7 +386,7 @@ static void for_each_rcu_worker(void (*fn)(struct lmm_worker *w, void *arg), voi
 
 static void set_want(struct lmm_worker *w, void *arg)
 {
-	/* Relaxed: a hint; a worker that sees it late is nudged. */
+	/* Relaxed: a hint; a worker that sees it late is nudged (litmus: rcu-qs-flag). */
 	atomic_store_explicit(&w->slot[RCU_GP_WAITING], (uintptr_t)arg, memory_order_relaxed);
 }
 
@@ -450,7 +453,7 @@ struct gp_waiter {
 static void gp_ended(struct rcu_head *head)
 {
 	struct gp_waiter *g = (struct gp_waiter *)(void *)((char *)head - offsetof(struct gp_waiter, head));
-	/* Acquire: pairs with the release in wait_grace_period (see armed). */
+	/* Acquire: pairs with the release in wait_grace_period (see armed; litmus: rcu-armed). */
 	if (!atomic_load_explicit(&g->armed, memory_order_acquire))
 		lmm__die("rcu", "grace-period callback ran before its waiter was armed");
 	pthread_mutex_lock(&g->lock);
@@ -491,7 +494,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 		urcu_qsbr_thread_online();
 	else
 		urcu_qsbr_register_thread();
-	/* Release: pairs with gp_ended's acquire (see armed). */
+	/* Release: pairs with gp_ended's acquire (see armed; litmus: rcu-armed). */
 	atomic_store_explicit(&g.armed, true, memory_order_release);
 	urcu_qsbr_call_rcu(&g.head, gp_ended);
 	if (is_reclaimer)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The shootdown scheme (MMU_LAZY_TLB_SHOOTDOWN, seed 003), signals as IPIs.
+ * The shootdown scheme (MMU_LAZY_TLB_SHOOTDOWN, Piggin,
+ * 20230203071837.1136453-6-npiggin@gmail.com), signals as IPIs.
  *
  * A lazy hold is uncounted and writes nothing shared: entering and leaving
  * lazy mode are no-ops here. The price is paid once per context, when its
@@ -112,12 +113,13 @@ static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
 	 * dropper sees active move it may free prev, mask included, so this
 	 * must be our last touch of prev. switch_ctx is done with prev; after
 	 * this the core only stores active. Release pairs with sweep's acquire
-	 * of the word: switch_ctx's last use of prev happens before the free.
+	 * of the word: switch_ctx's last use of prev happens before the free
+	 * (litmus: sd-self-clear).
 	 * (LMM_F_DEBUG's check tolerates the few instructions until active is
 	 * stored: see debug_check_worker.)
 	 */
 	_Atomic(unsigned long) *word = &ctx_impl(prev)->worker_mask[w->id / BITS_PER_LONG];
-	/* Release: pairs with sweep's acquire of the word (see above). */
+	/* Release: pairs with sweep's acquire of the word (see above; litmus: sd-self-clear). */
 	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
 	/* Relaxed: owner-only flag. */
 	if (!atomic_load_explicit(&w->scheme_cold[SD_SHOOTING], memory_order_relaxed))
@@ -135,6 +137,7 @@ static void sd_signal(struct lmm_worker *w)
 	 * Acquire pairs with the release ticket in request(): every context
 	 * whose dropper asked before the ticket we read is seen DYING below.
 	 * A ticket we do not see yet comes with a signal of its own, later.
+	 * (litmus: sd-ticket)
 	 */
 	uintptr_t seen = atomic_load_explicit(&w->scheme_cold[SD_REQ], memory_order_acquire);
 	/* Relaxed: own state (we are not inside a switch: see critical). */
@@ -160,7 +163,8 @@ static uintptr_t now_ms(void)
  */
 static bool request(struct lmm_worker *w, uintptr_t patience)
 {
-	/* Release: pairs with the acquire in sd_signal (the DYING state before us). */
+	/* Release: pairs with the acquire in sd_signal (the DYING state before us;
+	 * litmus: sd-ticket). */
 	uintptr_t ticket = atomic_fetch_add_explicit(&w->scheme_cold[SD_REQ], 1, memory_order_release) + 1;
 	/* Relaxed: SENT only decides who sends; REQ carries the ordering. */
 	uintptr_t sent = atomic_load_explicit(&w->scheme_cold[SD_SENT], memory_order_relaxed);
@@ -177,7 +181,8 @@ static bool request(struct lmm_worker *w, uintptr_t patience)
 	atomic_store_explicit(&w->scheme_cold[SD_PATIENCE], patience, memory_order_relaxed);
 	/*
 	 * False when w went offline meanwhile (it left every context first,
-	 * seed 000), or if the send failed: then let the next resend send.
+	 * kernel commit a08311b423; litmus: sd-offline), or if the send
+	 * failed: then let the next resend send.
 	 */
 	if (lmm__signal_worker(w))
 		return true;
@@ -231,17 +236,20 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 	unsigned holders = 0;
 
 	for (unsigned i = 0; i < d->mask_words; i++) {
-		/* Acquire pairs with the release bit clear in sd_switched_away. */
+		/* Acquire pairs with the release bit clear in sd_switched_away
+		 * (litmus: sd-self-clear). */
 		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_acquire);
 		while (bits) {
 			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
 			bits &= bits - 1;
-			/* Acquire pairs with the release publication in lmm_worker_online. */
+			/* Acquire pairs with the release publication in lmm_worker_online
+			 * (litmus: worker-publish). */
 			struct lmm_worker *w = atomic_load_explicit(&d->workers[id], memory_order_acquire);
 			/*
 			 * Acquire pairs with the release store of active after
 			 * switch_ctx: a worker seen elsewhere is done with ctx.
-			 * No new install can race: the count is 0.
+			 * No new install can race: the count is 0 (litmus:
+			 * install-active, sd-mask-visible).
 			 */
 			if (!w || atomic_load_explicit(&w->active, memory_order_acquire) != ctx) {
 				mask_clear(c, id);
@@ -323,7 +331,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 		now = lmm_plat_now_ns();
 	}
 	free(signalled);
-	/* Seed 002: free runs under no lock of ours. */
+	/* free runs under no lock of ours: a final free must not re-enter its caller's locks. */
 	while (done) {
 		struct ctx_impl *next = next_of(done);
 		lmm__ctx_release(ctx_public(done));

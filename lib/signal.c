@@ -8,7 +8,9 @@
  * A signal that lands while the worker is inside the switch path (critical
  * != 0) only marks sig_pending; the switch path runs the scheme's work as it
  * leaves (critical_exit). The pending state is per worker, never per context
- * (seed 004), and no sigprocmask call is needed on the fast path.
+ * (Schwidefsky, "s390/mm,tlb: race of lazy TLB flush vs. recreation of TLB
+ * entries", Nov 2013: a per-mm flag loses the switch of a task preempted
+ * mid-switch), and no sigprocmask call is needed on the fast path.
  */
 
 #include <signal.h>

@@ -34,7 +34,8 @@ static struct lmm_ctx *install(struct lmm_worker *w, struct lmm_ctx *next, bool 
 		w->scheme->switched_away(w, prev);
 	/*
 	 * Release: switch_ctx's last use of prev happens before any scanner that
-	 * reads active != prev (shootdown, LMM_F_DEBUG) lets prev be freed.
+	 * reads active != prev (shootdown, LMM_F_DEBUG) lets prev be freed
+	 * (litmus: install-active).
 	 */
 	atomic_store_explicit(&w->active, next, memory_order_release);
 	wstat_inc(&w->stats.installs);
@@ -60,7 +61,8 @@ static struct lmm_ctx *install(struct lmm_worker *w, struct lmm_ctx *next, bool 
 static inline void current_published(struct lmm_worker *w)
 {
 	if (unlikely(w->membarrier_fence))
-		/* Pairs with the seq_cst fence in lmm_membarrier before it reads current. */
+		/* Pairs with the seq_cst fence in lmm_membarrier before it reads current
+		 * (litmus: membarrier-published). */
 		atomic_thread_fence(memory_order_seq_cst);
 }
 
@@ -72,7 +74,8 @@ static inline void current_published(struct lmm_worker *w)
 static inline void current_leaving(struct lmm_worker *w)
 {
 	if (unlikely(w->membarrier_fence))
-		/* Release: pairs with the fence lmm_membarrier issues after reading current. */
+		/* Release: pairs with the fence lmm_membarrier issues after reading current
+		 * (litmus: membarrier-leaving). */
 		atomic_thread_fence(memory_order_release);
 }
 

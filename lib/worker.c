@@ -122,7 +122,8 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 	atomic_store_explicit(&w->online, true, memory_order_relaxed);
 	pthread_mutex_unlock(&w->kill_lock);
 	if (fresh)
-		/* Release: scanners that acquire the slot see an initialised worker. */
+		/* Release: scanners that acquire the slot see an initialised worker
+		 * (litmus: worker-publish). */
 		atomic_store_explicit(&d->workers[id], w, memory_order_release);
 	d->online++;
 	lmm__self = w;
@@ -143,7 +144,7 @@ static int do_offline(struct lmm_worker *w)
 {
 	struct lmm_domain *d = w->domain;
 
-	/* Seed 000: leave the lazy context before leaving any bookkeeping. */
+	/* Leave the lazy context before any bookkeeping (kernel commit a08311b423, hotplug exit race). */
 	lmm__unlazy(w);
 	if (d->scheme->worker_offline)
 		d->scheme->worker_offline(w);
@@ -245,12 +246,14 @@ unsigned lmm__mask_for_each(struct ctx_impl *c, void (*fn)(struct lmm_worker *w,
 	unsigned visited = 0;
 
 	for (unsigned i = 0; i < d->mask_words; i++) {
-		/* Relaxed: the caller orders the mask (see mask_set). */
+		/* Relaxed: the caller orders the mask (see mask_set;
+		 * litmus: sd-mask-visible, hazard-publish). */
 		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_relaxed);
 		while (bits) {
 			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
 			bits &= bits - 1;
-			/* Acquire pairs with the release publication in lmm_worker_online. */
+			/* Acquire pairs with the release publication in lmm_worker_online
+			 * (litmus: worker-publish). */
 			struct lmm_worker *w = atomic_load_explicit(&d->workers[id], memory_order_acquire);
 			if (w) {
 				fn(w, arg);

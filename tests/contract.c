@@ -553,7 +553,7 @@ SCHEME_TEST_OPTS(get_after_last_put_aborts, .signal = SIGABRT, .timeout = 30)
  * Regression: a free that drops another context's last reference after
  * lmm_barrier flipped its epoch. The nested free is due before the barrier
  * returns (it became due inside a free the barrier waits for), so it must be
- * waited for too; it used to register in the new epoch and be missed.
+ * waited for too: registered in the new epoch, it would be missed.
  */
 static atomic_int slow_frees;
 static void slow_free(struct lmm_ctx *c)

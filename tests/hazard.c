@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The hazard scheme's own races (issue 3). Each race runs many times with
+ * The hazard scheme's own races. Each race runs many times with
  * both threads spinning to line up, plus a random spin on each side so that
  * the two operations slide across each other. The harness hooks abort on a
  * free while installed, a double free or an install of a freed context; the

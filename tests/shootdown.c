@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The shootdown scheme's own tests: signals landing inside each phase of a
- * switch, the seed-004 interleaving, offline racing the final drop, a worker
- * that blocks the signal, many sleeping lazy holders, and the signal counts.
+ * switch, a signal deferred in one switch followed by a switch back through
+ * a lazy window (the pending state follows the worker, never the context:
+ * Martin Schwidefsky, "s390/mm,tlb: race of lazy TLB flush vs. recreation of
+ * TLB entries", Nov 2013), offline racing the final drop, a worker that
+ * blocks the signal, many sleeping lazy holders, and the signal counts.
  * The contract and stress suites run this scheme too (SCHEME_TEST).
  *
  * Signals are forced into a phase without timing: the worker blocks the
@@ -128,7 +131,7 @@ static void *stepper_main(void *arg)
 		t_trigger_next = s->b;
 		lmm_switch(w, s->b); /* the signal lands inside switch_ctx(a, b) */
 		s->ok = t_fired == 1 && lmm_active(w) == s->b && lmm_current(w) == s->b;
-		/* seed 004: again to b, through a lazy window: b must stay installed */
+		/* again to b through a lazy window: pending state is per worker, b stays installed */
 		lmm_switch(w, NULL);
 		lmm_switch(w, s->b);
 		s->ok = s->ok && lmm_active(w) == s->b && atomic_load(&TCTX(s->b)->installed) == 1;
@@ -453,8 +456,8 @@ Test(shootdown, blocked_signal_reclaims_later, .timeout = 30)
 /*
  * A signal that never reaches the handler: the holder takes it itself with
  * sigtimedwait (as a sigwait loop of the application's could), so the
- * acknowledgement resend() waits for never comes. (TSan's runtime lost the
- * domain's signal the same way now and then, found by .ci/torture.) The
+ * acknowledgement resend() waits for never comes. (TSan's runtime can take
+ * the domain's signal the same way; .ci/torture hits it now and then.) The
  * holder must be signalled again, after a long pause, or the context waits
  * forever.
  */

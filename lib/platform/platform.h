@@ -34,7 +34,7 @@ void lmm_plat_heavy_fence(void);
  * worker, and never changes once decided), the heavy side makes this
  * thread run a full barrier, so a compiler barrier is enough here;
  * otherwise both sides are full seq_cst fences (the classic store->load
- * Dekker pair).
+ * Dekker pair). Litmus tests: hazard-publish, hazard-late-handoff.
  */
 #ifndef LMM_NO_MEMBARRIER
 extern __attribute__((visibility("hidden"))) atomic_int lmm__plat_membarrier_state;

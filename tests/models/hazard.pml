@@ -5,8 +5,8 @@
  * lmm_put/lmm_drop (lib/ctx.c) and offline (lib/worker.c do_offline). Names
  * are the code's; each step cites the function it stands for (no line
  * numbers: they go stale). hazard uses no signals, so lmm_switch's critical
- * bracket (and its absence on the two lazy transitions since e507a01)
- * changes nothing here.
+ * bracket (and its absence on the two lazy transitions) changes nothing
+ * here.
  *
  * Parties: NW = 2 workers and main (a non-worker thread). Contexts: 0 = init,
  * 1 = A, 2 = B; main holds the first user of each and puts it at any time.

@@ -22,7 +22,7 @@
  * lazy hold spans a report; a lazy hold on a context whose count is 0 is
  * left (unlazy) instead of counted.
  *
- * The switch is the code's since e507a01: going lazy (lazy_enter, no hook
+ * The switch is the code's: going lazy (lazy_enter, no hook
  * for rcu) and the lazy hit (lazy_hit: store current, compiler barrier, then
  * rcu_lazy_resume, which reads RS_COUNTED and the grace-period hint and only
  * then takes the critical section in lmm__rcu_resume_slow) run OUTSIDE the

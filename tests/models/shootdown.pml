@@ -15,7 +15,7 @@
  * tasks, drop its reference (maybe the last: it runs count_zero itself),
  * maybe run a task of init, unlazy, and finally go offline and exit.
  *
- * The switch is the code's since e507a01: going lazy (lazy_enter) and the
+ * The switch is the code's: going lazy (lazy_enter) and the
  * lazy hit (lazy_hit) run OUTSIDE the critical bracket, as separate steps
  * (switch_body reads current, then active, then stores current), so the
  * handler lands between any two of them and, critical being 0, does its work
@@ -40,22 +40,27 @@
  *
  * Seeded bugs (each in its own file that defines the macro and includes this
  * one; tests/models/check fails unless spin finds them):
- *   BUG_000 (shootdown-000-bug.pml): offline leaves the masks (clears the
- *     worker's bits, as powerpc's cleanup_cpu_mmu_context did) before it
- *     switches away from its lazy context: the dropper does not see the
- *     worker and frees the context under it.
- *   BUG_004 (shootdown-004-bug.pml): a signal that lands inside a switch is
- *     remembered per context instead of per worker: two workers lazy on the
- *     same dying context, both inside a critical section that leaves them
- *     lazy, share one flag; the first clears it, the second never moves, and
- *     the dropper waits forever. Since e507a01 no critical section of a
- *     shootdown worker ends with it lazy on a context other than init
- *     (switch_slow installs next or takes the lazy hit on init, lmm__unlazy
- *     installs init), so with this switch the seed cannot manifest: a lost
- *     pending signal loses no work. shootdown-004-bug.pml therefore also
- *     defines LAZY_BRACKETED, the switch as it was before e507a01 (both lazy
- *     transitions inside the bracket), the one place a per-context flag
- *     loses a worker; BUG_004 alone verifies (see that file).
+ *   BUG_OFFLINE_EARLY (shootdown-offline-early-bug.pml): offline leaves the
+ *     masks (clears the worker's bits, as powerpc's cleanup_cpu_mmu_context
+ *     did) before it switches away from its lazy context: the dropper does
+ *     not see the worker and frees the context under it. The rule it breaks
+ *     is kernel commit a08311b423 ("lazy tlb: fix hotplug exit race with
+ *     MMU_LAZY_TLB_SHOOTDOWN"): switch away from the lazy mm before leaving
+ *     mm_cpumask.
+ *   BUG_PENDING_PER_CTX (shootdown-pending-per-context-bug.pml): a signal
+ *     that lands inside a switch is remembered per context instead of per
+ *     worker (the lost deferred switch of Martin Schwidefsky's "s390/mm,tlb:
+ *     race of lazy TLB flush vs. recreation of TLB entries", Nov 2013): two
+ *     workers lazy on the same dying context, both inside a critical section
+ *     that leaves them lazy, share one flag; the first clears it, the second
+ *     never moves, and the dropper waits forever. With the code's switch no
+ *     critical section of a shootdown worker ends with it lazy on a context
+ *     other than init (switch_slow installs next or takes the lazy hit on
+ *     init, lmm__unlazy installs init), so there a lost pending signal loses
+ *     no work: BUG_PENDING_PER_CTX alone verifies. The bug file therefore
+ *     also defines LAZY_BRACKETED, a switch that runs both lazy transitions
+ *     inside the bracket too, the one shape where a per-context flag loses
+ *     a worker (see that file).
  */
 
 #define NW 2
@@ -76,7 +81,7 @@ byte act[NW + 1];        /* lmm_worker.active */
 byte current[NW + 1];    /* lmm_worker.current (NUL: NULL) */
 byte critical[NW + 1];   /* lmm_worker.critical (depth) */
 bool pending[NW + 1];    /* lmm_worker.sig_pending */
-bool pend_ctx[NC];       /* BUG_004 only: the pending flag kept per context */
+bool pend_ctx[NC];       /* BUG_PENDING_PER_CTX only: the pending flag kept per context */
 bool online[NW + 1];     /* lmm_worker.online (under kill_lock) */
 bool is_self[NW + 1];    /* lmm__self == w on the worker's thread */
 bool sent[NW + 1];       /* a signal queued for the thread, not yet delivered */
@@ -152,7 +157,7 @@ inline DEFERRED()
 inline CRIT_EXIT()
 {
 	W(critical[me]--);
-#ifdef BUG_004
+#ifdef BUG_PENDING_PER_CTX
 	if
 	:: critical[me] == 0 && pend_ctx[act[me]] ->
 		W(pend_ctx[act[me]] = 0);
@@ -171,8 +176,8 @@ inline CRIT_EXIT()
  * switch_slow: everything but the two lazy transitions, in the bracket.
  * active is read again inside: a handler may have moved us to init since
  * switch_body read it (then next == active only if next is init). The
- * next == NUL branch is only for LAZY_BRACKETED (the switch before e507a01,
- * which took this path for all three cases).
+ * next == NUL branch is only for LAZY_BRACKETED (a switch that takes this
+ * path for all three cases).
  */
 inline SWITCH_SLOW(next)
 {
@@ -228,7 +233,7 @@ inline SWITCH(next)
 	cur = 0
 }
 #else
-/* LAZY_BRACKETED: lmm_switch before e507a01: read current, then everything in the bracket. */
+/* LAZY_BRACKETED: a switch that reads current, then does everything in the bracket. */
 inline SWITCH(next)
 {
 	W(cur = current[me]);
@@ -299,7 +304,7 @@ end:	do
 	:: atomic { sent[me] && !inh[me] && alive[me] -> sent[me] = 0; inh[me] = 1 };
 		if
 		:: is_self[me] ->                    /* handler (signal.c) */
-#ifdef BUG_004
+#ifdef BUG_PENDING_PER_CTX
 			if
 			:: critical[me] == 0 -> DEFERRED()
 			:: else -> pend_ctx[act[me]] = 1
@@ -343,8 +348,8 @@ proctype Worker(byte me)
 		c = 0; ref = 0; dropped = 0
 	}
 	/*
-	 * Maybe another context-less task while still lazy (seed 004's window
-	 * under LAZY_BRACKETED), or a task of init (switch_slow's lazy hit on
+	 * Maybe another context-less task while still lazy (where a per-context
+	 * pending flag is lost under LAZY_BRACKETED), or a task of init (switch_slow's lazy hit on
 	 * init, when a handler moved us there after switch_body's read). Then
 	 * maybe idle lazily (the common case: only a signal moves it) until there
 	 * is nothing left to free; or go offline at once (races the drops).
@@ -359,10 +364,10 @@ proctype Worker(byte me)
 	:: skip
 	fi;
 	/* do_offline (worker.c) */
-#ifdef BUG_000
+#ifdef BUG_OFFLINE_EARLY
 	W(mask[1] = mask[1] & ~BIT(me); mask[2] = mask[2] & ~BIT(me));
 #endif
-	UNLAZY();                                    /* seed 000: before any bookkeeping */
+	UNLAZY();                                    /* kernel a08311b423: before any bookkeeping */
 	W(online[me] = 0);                           /* under kill_lock */
 	W(is_self[me] = 0);                          /* lmm__self = NULL */
 	/* Thread exit: a signal queued while it was online is delivered first. */

@@ -1,0 +1,3 @@
+/* Seeded bug BUG_OFFLINE_EARLY: see the header of shootdown.pml. tests/models/check fails unless spin finds it. */
+#define BUG_OFFLINE_EARLY
+#include "shootdown.pml"
