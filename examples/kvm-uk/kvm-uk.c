@@ -196,6 +196,19 @@ static struct space *space_new(unsigned bursts)
 	if (!sp)
 		kvm_die("out of memory");
 	pthread_mutex_lock(&g.pool_lock);
+	/*
+	 * The pages come back only when spaces are freed, which rcu does a
+	 * grace period later (and shootdown after its holders leave): when
+	 * the pools run low, wait for the frees already due, as a kernel
+	 * waits for reclaim, rather than fail. Never inside a hook.
+	 */
+	for (int tries = 0; (g.npt_free < 4 || g.nframe_free < 1) && tries < 100; tries++) {
+		pthread_mutex_unlock(&g.pool_lock);
+		int ret = lmm_barrier(g.d);
+		if (ret && ret != -ETIMEDOUT)
+			kvm_die("lmm_barrier failed");
+		pthread_mutex_lock(&g.pool_lock);
+	}
 	sp->pml4 = pool_take(g.pt_free, &g.npt_free);
 	sp->pdpt = pool_take(g.pt_free, &g.npt_free);
 	sp->pd = pool_take(g.pt_free, &g.npt_free);
