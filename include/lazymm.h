@@ -34,8 +34,16 @@
  *   create, use and destroy new domains of every scheme, except rcu in the
  *   child of a process that had created an rcu domain: -ENOTRECOVERABLE
  *   (liburcu-qsbr's registry still lists the parent's reader threads).
- * - Signal handlers: no lazymm call may be made from one, except from
- *   switch_ctx when the library runs it there.
+ * - Signal handlers: no lazymm call may be made from one, except the
+ *   getters marked async-signal-safe (lmm_worker_self, _data, _id,
+ *   lmm_active, lmm_current, lmm_ctx_domain, lmm_domain_signo), and
+ *   switch_ctx's own work when the library runs it there.
+ * - membarrier(2): the hazard scheme pairs compiler barriers with it; if it
+ *   fails after registration (a seccomp filter installed later), the
+ *   library aborts with a message rather than lose the ordering.
+ * - Which hooks each call may run, per scheme, and on which thread: the
+ *   "Hooks, calls and threads" matrix of lazymm(7); each call below says
+ *   its own line of it ("Hooks:").
  */
 #ifndef LAZYMM_H
 #define LAZYMM_H
@@ -248,6 +256,7 @@ LMM_PUBLIC struct lmm_ctx *lmm_init_ctx(struct lmm_domain *d);
  * run. -EDEADLK from inside free; -ETIMEDOUT if a worker never lets a free
  * through (a scheme that must wait for workers gives up after a bound).
  */
+/* Hooks: rcu: switch_ctx (a worker caller's lazy hold settled); LMM_F_NO_THREADS: free. */
 LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
 /*
  * LMM_F_NO_THREADS: one pass of what the library threads would do
@@ -292,6 +301,7 @@ LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_wo
  * otherwise it switches to init and drops its lazy hold before it stops being
  * visible to the scheme. -EPERM from a thread that is not @w.
  */
+/* Hooks: switch_ctx (to init); refcount, hazard: free. So does a thread's exit while online. */
 LMM_PUBLIC int lmm_worker_offline(struct lmm_worker *w);
 /* The data pointer given to lmm_worker_online. Async-signal-safe, as are the id, self, active and current getters. */
 LMM_PUBLIC void *lmm_worker_data(const struct lmm_worker *w);
@@ -307,6 +317,7 @@ LMM_PUBLIC struct lmm_worker *lmm_worker_self(void);
  * inside the bracket, a nested lmm_idle_enter or an lmm_idle_exit without
  * one abort, naming the call, under every scheme.
  */
+/* Hooks, both: rcu: switch_ctx (to init, leaving a context that is going away). */
 LMM_PUBLIC void lmm_idle_enter(struct lmm_worker *w);
 LMM_PUBLIC void lmm_idle_exit(struct lmm_worker *w);
 
@@ -328,9 +339,19 @@ LMM_PUBLIC struct lmm_domain *lmm_ctx_domain(const struct lmm_ctx *ctx);
 LMM_PUBLIC void lmm_get(struct lmm_ctx *ctx);
 /* Take a users reference unless users already reached 0 (mmget_not_zero). */
 LMM_PUBLIC bool lmm_get_not_zero(struct lmm_ctx *ctx);
+/*
+ * Hooks: teardown (the last put, on this thread); refcount, hazard: free;
+ * shootdown: switch_ctx and free when the caller is a worker lazy on ctx;
+ * rcu: switch_ctx (a counted hold of the caller's left), free later on the
+ * lmm-rcu thread.
+ */
 LMM_PUBLIC void lmm_put(struct lmm_ctx *ctx);
 /* Count (mmgrab/mmdrop). The last drop frees once no worker has it installed. */
 LMM_PUBLIC void lmm_grab(struct lmm_ctx *ctx);
+/*
+ * Hooks: refcount, hazard: free; shootdown: switch_ctx and free when the
+ * caller is lazy on ctx; rcu: switch_ctx in backpressure, free later.
+ */
 LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
 
 /* --- the switch path; only the worker's own thread calls these --- */
@@ -348,8 +369,12 @@ LMM_PUBLIC void lmm_drop(struct lmm_ctx *ctx);
  * a hook (switch_ctx, teardown, free), nor from a signal handler: from
  * switch_ctx it aborts wherever it would install; elsewhere undefined.
  */
+/* Hooks: switch_ctx; refcount, hazard: free of the context it leaves. */
 LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
-/* A lazy worker switches to init now and drops its lazy hold. No-op otherwise. */
+/*
+ * A lazy worker switches to init now and drops its lazy hold. No-op
+ * otherwise. Hooks: switch_ctx; refcount, hazard: free of that context.
+ */
 LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
 /*
  * rcu: the calling worker @w reports a quiescent state, from the runtime's
@@ -361,6 +386,7 @@ LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
  * the idle bracket, where it does nothing; a no-op for the other schemes.
  * Only @w's own thread.
  */
+/* Hooks: rcu: switch_ctx (to init, as lmm_idle_enter). */
 LMM_PUBLIC void lmm_quiescent(struct lmm_worker *w);
 /*
  * The installed context: init, never NULL, while online. On the worker's
@@ -405,7 +431,10 @@ LMM_PUBLIC bool lmm_scheme_available(enum lmm_scheme s);
  * lmm_membarrier fallback). Worker threads should not block it (see
  * lmm_worker_online). When the last domain using a number is destroyed,
  * instances still pending are discarded before the previous action is
- * restored: none can kill the process later.
+ * restored: none can kill the process later. On a worker thread the
+ * library's handler takes every instance of the number (it does not chain
+ * to a handler the application installed for it): a VMM's own kick signal
+ * must be another number.
  */
 LMM_PUBLIC int lmm_default_signo(void);
 
