@@ -17,7 +17,8 @@
  * parks between its rounds until a process dies. Under ASan and TSan every
  * stack switch is announced through their fiber interfaces.
  *
- * lazymm's worker-loop rules, each marked "Rule N" where the code follows it:
+ * lazymm's worker-loop rules (lazymm(7), "The worker loop: green threads"),
+ * each marked "Rule N" where the code follows it:
  *   1. switch to the task's context, run the task, then switch to NULL
  *      before the task can be queued anywhere (it may go on elsewhere);
  *   2. bracket only real sleeps with lmm_idle_enter/lmm_idle_exit, and call

@@ -27,7 +27,7 @@
  * destroy the VM, about 2 ms here, and a worker would stall in it (in
  * lmm_put under shootdown, in its next lmm_switch under refcount).
  *
- * Why the kick handler blocks lazymm's signal (sa_mask): the handler reads
+ * Why the kick handler blocks lazymm's signal (sa_mask; lazymm(7), "Signals"): the handler reads
  * the VM the worker has installed and then writes through it. Under the
  * shootdown and rcu schemes lazymm's own handler may switch the worker to
  * init (switch_ctx inside a signal handler), after which the VM may be freed
@@ -346,7 +346,11 @@ static struct task *timer_due(struct worker *me, struct timespec *next)
 	return NULL;
 }
 
-/* A vCPU task: run the guest through the installed VM until it halts. */
+/*
+ * A vCPU task: run the guest through the installed VM until it halts. The
+ * loop of lazymm(7), "The worker loop: a VMM": switch to the task's VM, run,
+ * switch to NULL before the task can run elsewhere.
+ */
 static void run_vcpu(struct worker *me, struct vm *vm)
 {
 	lmm_switch(me->w, &vm->ctx); /* the vCPU task holds the VM's users reference */
@@ -364,6 +368,14 @@ static void run_vcpu(struct worker *me, struct vm *vm)
 		 */
 		me->kicks_seen += atomic_exchange_explicit(&me->kicked, 0, memory_order_relaxed);
 		int exit = kvm_run_once(vcpu);
+		/*
+		 * After each KVM_RUN exit, nothing of the guest is held across
+		 * this point: under rcu, report a quiescent state, so that a
+		 * grace period never has to interrupt this worker's KVM_RUN with
+		 * a nudge (lazymm(7), "The worker loop: a VMM"). A no-op under
+		 * the other schemes.
+		 */
+		lmm_quiescent(me->w);
 		if (exit < 0) { /* EINTR: a kick or lazymm's signal; the guest resumes where it was */
 			__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_RELAXED); /* as in the handler */
 			me->intr_exits++;
