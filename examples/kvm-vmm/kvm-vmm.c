@@ -534,7 +534,7 @@ int main(int argc, char **argv)
 	if (ret)
 		kvm_die("lmm_domain_create: %s", strerror(-ret));
 	/* The kick: the VMM's own signal, lazymm's blocked while it runs (see the top). */
-	kvm_kick_install(SIGRTMIN, kick_handler, lmm_default_signo());
+	kvm_kick_install(SIGRTMIN, kick_handler, lmm_domain_signo(g.d));
 	pthread_mutex_init(&g.vms_lock, NULL);
 	g.workers = calloc(g.nworkers, sizeof(*g.workers));
 	if (!g.workers)
