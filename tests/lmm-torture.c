@@ -334,6 +334,12 @@ static void replace(struct round *r, unsigned i, unsigned *seed)
 	lmm_put(&old->ctx);
 }
 
+/*
+ * --no-fork: no fork phase. Under valgrind a child's exit status is
+ * valgrind's verdict on memory that the parent's other threads own.
+ */
+static bool no_fork;
+
 /* The child's hooks: the torture's own take locks another thread may have held at fork. */
 static int child_frees;
 static void child_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
@@ -498,7 +504,7 @@ static void *worker_main(void *arg)
 			seen_installed = NULL;
 			w = online(r);
 			count_op(OP_OFFLINE_ONLINE);
-		} else if (x < 84 && rnd(&s) % 8 == 0) {
+		} else if (x < 84 && !no_fork && rnd(&s) % 8 == 0) {
 			fork_and_wait();
 			count_op(OP_FORK);
 		} else if (x < 85) {
@@ -666,7 +672,7 @@ static void reset_counters(void)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: lmm-torture [--scheme NAME|all] [--seconds S] [--workers N] "
-		   "[--contexts N] [--seed N] [--round S]\n");
+		   "[--contexts N] [--seed N] [--round S] [--no-fork]\n");
 }
 
 int main(int argc, char **argv)
@@ -681,6 +687,7 @@ int main(int argc, char **argv)
 		{ "contexts", required_argument, NULL, 'c' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "round", required_argument, NULL, 'r' },
+		{ "no-fork", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -693,6 +700,7 @@ int main(int argc, char **argv)
 		case 'c': contexts = (unsigned)atoi(optarg); break;
 		case 'S': seed = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'r': round_secs = atof(optarg); break;
+		case 'F': no_fork = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
