@@ -207,17 +207,12 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
 }
 
 /*
- * lmm_switch's copies of the body, picked by w->path. Each fast copy has its
- * scheme's hooks inline and no dispatch left. Hazard and rcu are the schemes
- * whose round trip is held to 1.5x the floor, and on the EPYC we measure on,
- * their figures follow the branch layout more than the instruction count:
- * the copy that fell through the dispatch measured 1.37x, the one a taken
- * branch away 1.49x. So the dispatch runs on both sides of the body's first
- * test (going lazy or not), and the two schemes take turns: going lazy,
- * hazard falls through and rcu takes a branch; at the lazy hit, the other
- * way round. Each takes one dispatch branch per round trip, and both
- * measure about 1.36x (sh bench/paired; docs/performance.md). Shootdown (no
- * hooks) and the general copy come after.
+ * lmm_switch's copies of the body, one per kind of lazy hooks, picked by
+ * w->path in lmm_switch's one switch statement: each fast copy has its
+ * scheme's hooks inline and tests nothing at run time; the general copy
+ * tests LMM_F_DEBUG, the membarrier fallback and the idle bracket. A
+ * worker whose scheme has no fast copy, or that needs one of those tests,
+ * takes the general copy: a path is never shared between schemes.
  */
 enum switch_path { PATH_GENERAL, PATH_NONE, PATH_HAZARD, PATH_RCU };
 
@@ -237,23 +232,10 @@ unsigned char lmm__switch_path(const struct lmm_worker *w)
 	}
 }
 
-/* The copies after hazard's: rcu, shootdown (no hooks), the general copy. */
-static inline __attribute__((always_inline)) void dispatch_rest(struct lmm_worker *w, struct lmm_ctx *next,
-								unsigned path)
-{
-	if (HAVE_RCU && __builtin_expect(path > PATH_HAZARD, 1))
-		switch_body(w, next, LAZY_RCU, false);
-	else if (path == PATH_NONE)
-		switch_body(w, next, LAZY_NONE, false);
-	else
-		switch_general(w, next);
-}
-
 /*
- * lmm_switch from a thread that is not w's owner: abort. Not _Noreturn and
- * with lmm_switch's signature, so that lmm_switch reaches it by a tail jump:
- * with the call to lmm__die inline, clang gave lmm_switch a stack frame on
- * every path (a push and a pop around each fast copy).
+ * lmm_switch from a thread that is not w's owner: abort. Out of line and
+ * with lmm_switch's signature, so that lmm_switch reaches it by a tail
+ * jump and needs no stack frame of its own for a call it never returns from.
  */
 static __attribute__((noinline, cold)) void switch_foreign(struct lmm_worker *w, struct lmm_ctx *next)
 {
@@ -261,29 +243,29 @@ static __attribute__((noinline, cold)) void switch_foreign(struct lmm_worker *w,
 	owner_check(w, "lmm_switch");
 }
 
-/*
- * Aligned to a cache line: where the copies fall within 64-byte fetch blocks
- * moved the figures by up to 0.25x the floor (shootdown 1.48 -> 1.73x,
- * hazard and rcu at two workers 1.37 -> 1.44-1.52x) when an unrelated change
- * left lmm_switch starting 48 bytes into a line.
- */
-__attribute__((aligned(64))) void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
+void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
 {
 	if (unlikely(lmm__self != w)) {
 		switch_foreign(w, next);
 		return;
 	}
-	unsigned path = w->path;
-	/* The expects are layout hints, not likelihoods: see enum switch_path. */
-	if (!next) {
-		if (HAVE_HAZARD && __builtin_expect(path == PATH_HAZARD, 1))
-			switch_body(w, NULL, LAZY_HAZARD, false);
-		else
-			dispatch_rest(w, NULL, path);
-	} else if (HAVE_HAZARD && __builtin_expect(path == PATH_HAZARD, 0)) {
+	switch (w->path) {
+	case PATH_NONE:
+		switch_body(w, next, LAZY_NONE, false);
+		return;
+#if HAVE_HAZARD
+	case PATH_HAZARD:
 		switch_body(w, next, LAZY_HAZARD, false);
-	} else {
-		dispatch_rest(w, next, path);
+		return;
+#endif
+#if HAVE_RCU
+	case PATH_RCU:
+		switch_body(w, next, LAZY_RCU, false);
+		return;
+#endif
+	default:
+		switch_general(w, next);
+		return;
 	}
 }
 
