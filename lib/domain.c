@@ -387,10 +387,14 @@ static void atfork_prepare(void) { atfork_phase(LMM_FORK_PREPARE); }
 static void atfork_parent(void) { atfork_phase(LMM_FORK_PARENT); }
 static void atfork_child(void) { atfork_phase(LMM_FORK_CHILD); }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int atfork_err;
 
-static void atfork_register(void)
+/*
+ * At load time, not through pthread_once at the first create: a fork while
+ * another thread is inside a pthread_once leaves the once in progress in
+ * the child, and musl's child then waits for it forever (glibc resets it).
+ */
+__attribute__((constructor)) static void atfork_register(void)
 {
 	atfork_err = pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
@@ -460,7 +464,6 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	const struct lmm_scheme_ops *scheme = scheme_ops(cfg->scheme);
 	if (!scheme)
 		return -EPROTONOSUPPORT;
-	pthread_once(&atfork_once, atfork_register);
 	if (atfork_err)
 		return -atfork_err;
 

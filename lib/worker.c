@@ -11,7 +11,6 @@ __thread struct freeing *lmm__freeing __attribute__((tls_model("initial-exec")))
 
 /* Takes a worker offline when its thread exits without lmm_worker_offline. */
 static pthread_key_t exit_key;
-static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static int exit_key_err;
 
 static int do_offline(struct lmm_worker *w);
@@ -28,7 +27,8 @@ static void worker_thread_exit(void *arg)
 	do_offline(w);
 }
 
-static void exit_key_init(void)
+/* At load time, for the reason atfork_register (domain.c) gives. */
+__attribute__((constructor)) static void exit_key_init(void)
 {
 	exit_key_err = pthread_key_create(&exit_key, worker_thread_exit);
 }
@@ -65,7 +65,6 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 	/* A worker that blocks the signal could never be shot down or nudged. */
 	if (lmm__domain_signals(d) && lmm__signal_blocked(d))
 		return -EDEADLK;
-	pthread_once(&exit_key_once, exit_key_init);
 	if (exit_key_err)
 		return -exit_key_err;
 
