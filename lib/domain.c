@@ -126,13 +126,20 @@ int lmm__thread_start(struct lmm_domain *d, pthread_t *t, void *(*fn)(void *), v
 	return -ret;
 }
 
-/* LMM_F_NO_THREADS: the runtime's thread does the library threads' work. */
+/*
+ * LMM_F_NO_THREADS: the runtime's thread does the library threads' work.
+ * True if some is left (the scheme's, or frees its pass queued).
+ */
 static bool poll_pass(struct lmm_domain *d)
 {
 	pthread_mutex_lock(&d->defer_lock);
 	defer_run_locked(d);
 	pthread_mutex_unlock(&d->defer_lock);
-	return d->scheme->poll && d->scheme->poll(d);
+	bool left = d->scheme->poll && d->scheme->poll(d);
+	pthread_mutex_lock(&d->defer_lock);
+	left = left || d->defer_head;
+	pthread_mutex_unlock(&d->defer_lock);
+	return left;
 }
 
 int lmm_poll(struct lmm_domain *d)
@@ -143,9 +150,6 @@ int lmm_poll(struct lmm_domain *d)
 		return -EDEADLK;
 	int cancel = cancel_off();
 	bool left = poll_pass(d);
-	pthread_mutex_lock(&d->defer_lock);
-	left = left || d->defer_head;
-	pthread_mutex_unlock(&d->defer_lock);
 	cancel_restore(cancel);
 	return left ? -EAGAIN : 0;
 }
@@ -444,9 +448,6 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	    !cfg->ops->free)
 		return -EINVAL;
 	if (cfg->flags & ~(LMM_F_DEFER_FREE | LMM_F_DEBUG | LMM_F_NO_THREADS))
-		return -EINVAL;
-	/* rcu's grace periods end on liburcu's call_rcu thread: no thread-less rcu. */
-	if ((cfg->flags & LMM_F_NO_THREADS) && cfg->scheme == LMM_SCHEME_RCU)
 		return -EINVAL;
 	unsigned long nudge_ms, backlog_max;
 	if (tunable("LMM_RCU_NUDGE_MS", cfg->rcu_nudge_ms, 20, 100000, &nudge_ms) ||

@@ -177,6 +177,15 @@ static inline void report_qs(struct lmm_worker *w)
 			      atomic_load_explicit(&nudge_round, memory_order_relaxed), memory_order_relaxed);
 }
 
+/* An online reader settles its lazy hold, then reports. In critical (or the signal hook). */
+static void settle_and_report(struct lmm_worker *w)
+{
+	if (!(rs_get(w) & RS_ONLINE))
+		return;
+	settle_lazy_hold(w);
+	report_qs(w);
+}
+
 /* Go RCU-offline with the hold settled
  * (litmus: rcu-offline-settle); returns whether we did. In critical. */
 static bool go_offline(struct lmm_worker *w, uintptr_t mark)
@@ -282,10 +291,7 @@ static void rcu_signal(struct lmm_worker *w)
 	if ((rs_get(w) & RS_COUNTED) && !atomic_load_explicit(&w->current, memory_order_relaxed) &&
 	    atomic_load_explicit(&ctx_impl(active)->users, memory_order_relaxed) <= 0)
 		lmm__unlazy(w);
-	if (rs_get(w) & RS_ONLINE) {
-		settle_lazy_hold(w);
-		report_qs(w);
-	}
+	settle_and_report(w);
 	in_signal = false;
 }
 
@@ -293,10 +299,7 @@ static void rcu_signal(struct lmm_worker *w)
 static void rcu_quiescent(struct lmm_worker *w)
 {
 	critical_enter(w);
-	if (rs_get(w) & RS_ONLINE) {
-		settle_lazy_hold(w);
-		report_qs(w);
-	}
+	settle_and_report(w);
 	critical_exit(w);
 }
 
@@ -305,7 +308,6 @@ static void rcu_quiescent(struct lmm_worker *w)
 struct leave_round {
 	struct lmm_ctx *ctx;
 	struct lmm_worker *self;
-	unsigned long long deadline;
 	unsigned waiting;
 };
 
@@ -358,8 +360,8 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 	    atomic_load_explicit(&self->critical, memory_order_relaxed) == 0)
 		lmm__unlazy(self);
 	lmm__mask_for_each(c, leave_signal, &r);
-	r.deadline = lmm_plat_now_ns() + LEAVE_WAIT_NS;
-	for (unsigned long long nap = 1000; r.waiting && lmm_plat_now_ns() < r.deadline;) {
+	unsigned long long deadline = lmm_plat_now_ns() + LEAVE_WAIT_NS;
+	for (unsigned long long nap = 1000; r.waiting && lmm_plat_now_ns() < deadline;) {
 		lmm_plat_sleep_ns(nap);
 		if (nap < 1000000)
 			nap *= 2;
@@ -729,6 +731,9 @@ static int rcu_domain_init(struct lmm_domain *d)
 	 */
 	if (forked_after_rcu)
 		return -ENOTRECOVERABLE;
+	/* Grace periods end on liburcu's call_rcu thread: there is no thread-less rcu. */
+	if (d->cfg.flags & LMM_F_NO_THREADS)
+		return -EINVAL;
 	struct rcu_domain *rd = calloc(1, sizeof(*rd));
 	if (!rd)
 		return -ENOMEM;

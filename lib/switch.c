@@ -123,7 +123,6 @@ static inline __attribute__((always_inline)) void lazy_enter(struct lmm_worker *
 	lazy_enter_hook(w, cur, kind, careful); /* cur == active: current is NULL or the active context */
 }
 
-/* Everything but going lazy and the lazy hit: in the critical section. */
 /* A switch path entered from inside switch_ctx would install under the hook's feet. */
 static void reentry_check(struct lmm_worker *w, const char *call)
 {
@@ -131,6 +130,7 @@ static void reentry_check(struct lmm_worker *w, const char *call)
 		lmm__die(call, "called from inside switch_ctx");
 }
 
+/* Everything but going lazy and the lazy hit: in the critical section. */
 static __attribute__((noinline)) void switch_slow(struct lmm_worker *w, struct lmm_ctx *cur,
 						  struct lmm_ctx *next)
 {
