@@ -88,7 +88,8 @@ struct lmm_worker {
 	/*
 	 * Signal deferral (the pending state follows the worker, never the
 	 * context: Schwidefsky, "s390/mm,tlb: race of lazy TLB flush vs.
-	 * recreation of TLB entries", Nov 2013). While critical is non-zero the switch state is half updated:
+	 * recreation of TLB entries", Nov 2013). While critical is non-zero
+	 * the switch state is half updated:
 	 * the handler only sets sig_pending, and the switch path runs the
 	 * scheme's signal work as it leaves. Same-thread only: relaxed atomics
 	 * plus signal fences are enough.

@@ -342,6 +342,16 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 
 /* --- the reclaim thread --- */
 
+/* Put @batch (contexts still held) back on the reclaim list; under sd->lock. */
+static void requeue(struct shootdown *sd, struct ctx_impl *batch)
+{
+	struct ctx_impl *tail = batch;
+	while (next_of(tail))
+		tail = next_of(tail);
+	set_next(tail, sd->head);
+	sd->head = batch;
+}
+
 static void *reclaim_main(void *arg)
 {
 	struct lmm_domain *d = arg;
@@ -367,11 +377,7 @@ static void *reclaim_main(void *arg)
 			continue;
 		}
 		/* Put the stragglers back and pause, unless new work or a barrier came. */
-		struct ctx_impl *tail = batch;
-		while (next_of(tail))
-			tail = next_of(tail);
-		set_next(tail, sd->head);
-		sd->head = batch;
+		requeue(sd, batch);
 		if (!sd->kicked && !sd->stop) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -474,11 +480,7 @@ static bool sd_poll(struct lmm_domain *d)
 	if (!batch)
 		return false;
 	pthread_mutex_lock(&sd->lock);
-	struct ctx_impl *tail = batch;
-	while (next_of(tail))
-		tail = next_of(tail);
-	set_next(tail, sd->head);
-	sd->head = batch;
+	requeue(sd, batch);
 	pthread_mutex_unlock(&sd->lock);
 	return true;
 }
