@@ -62,6 +62,18 @@
  *   - teardown and free once each per space, every space freed, no fd leaked.
  * --negative poisons and returns a space's pages at teardown instead of
  * free; the program then exits 0 only if that was caught.
+ *
+ * Guest state from a lazily held space. lazymm's signal (shootdown's) can
+ * move a lazy vCPU to init's CR3 between two guest instructions: KVM_RUN
+ * returns EINTR, the handler's switch_ctx loads init, and the space may be
+ * freed, its tables poisoned, as soon as the handler returns. A guest
+ * register computed from the old CR3 (the kernel task's rax, between its
+ * read and its reload) then names freed tables. So an interrupted task whose
+ * vCPU changed CR3 meanwhile starts again from its entry (guest_run), as a
+ * kernel restarts an interrupted operation instead of resuming it with a
+ * stale pointer. --race widens that window (a spin between the read and the
+ * reload) and frees spaces while other vCPUs hold them lazily, so shootdown's
+ * signal lands inside it; without the restart it ends in KVM_EXIT_SHUTDOWN.
  * --bench runs eager against lazy under every scheme and reports
  * switches/s, CR3 loads avoided and the scheme's cost as a fraction of a
  * CR3 load (docs/kvm.md).
@@ -70,7 +82,7 @@
  * exits 77, meson's SKIP, with the reason.
  *
  *   cc -O2 -I../kvm kvm-uk.c $(pkg-config --cflags --libs lazymm) -o kvm-uk
- *   ./kvm-uk --scheme hazard [--workers 2] [--spaces 4] [--ms 1000] [--eager] [--negative]
+ *   ./kvm-uk --scheme hazard [--workers 2] [--spaces 4] [--ms 1000] [--eager] [--negative] [--race]
  *   ./kvm-uk --bench [--spaces 4] [--ms 500]
  */
 #ifndef _GNU_SOURCE
@@ -96,6 +108,7 @@
 #define KERNEL_ENTRY (KVM_CODE_GPA + 0x00)
 #define USER_ENTRY (KVM_CODE_GPA + 0x10)
 #define HLT_ONLY (KVM_CODE_GPA + 0x0c)
+#define KERNEL_RACE_ENTRY (KVM_CODE_GPA + 0x20)
 #define BURST 4 /* user tasks of one space in a row, each followed by a kernel task */
 
 /* The guest, at 0x1000 (assembled with gcc -c, `objdump -d`). */
@@ -111,6 +124,15 @@ static const unsigned char guest_code[] = {
 	0xa1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0xff, 0xff, /* movabs USER_VA, %eax */
 	0xba, 0x10, 0x00, 0x00, 0x00, /* mov $0x10, %edx                             */
 	0xef,                         /* out %eax, (%dx)     report the frame's tag  */
+	0xf4,                         /* hlt                                         */
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* padding */
+	/* 0x20 kernel task, --race: the same with a spin between the CR3 read and the reload */
+	0x0f, 0x20, 0xd8,             /* mov %cr3, %rax                              */
+	0xb9, 0x00, 0x10, 0x00, 0x00, /* mov $0x1000, %ecx                           */
+	0xe2, 0xfe,                   /* loop .              (a lazymm signal lands) */
+	0x0f, 0x22, 0xd8,             /* mov %rax, %cr3                              */
+	0xba, 0x11, 0x00, 0x00, 0x00, /* mov $0x11, %edx                             */
+	0xef,                         /* out %eax, (%dx)                             */
 	0xf4,                         /* hlt                                         */
 };
 
@@ -141,7 +163,7 @@ struct cpu {
 	_Atomic uint64_t loaded_cr3;
 	_Atomic(struct space *) installed; /* NULL: init */
 	atomic_long cr3_loads;
-	long user_tasks, kernel_tasks, intr_exits;
+	long user_tasks, kernel_tasks, intr_exits, restarts;
 	unsigned seed;
 };
 
@@ -150,7 +172,7 @@ static struct {
 	unsigned char *ram;
 	struct cpu *cpus;
 	unsigned nworkers, nspaces;
-	bool eager, negative, bench;
+	bool eager, negative, bench, race;
 	struct lmm_domain *d;
 	struct slot *slots;
 	atomic_bool stop; /* relaxed: only ends the loops; the results come after pthread_join */
@@ -314,10 +336,26 @@ static uint32_t guest_run(struct cpu *c, uint64_t rip, unsigned port, bool *repo
 	uint32_t val = 0;
 	*reported = false;
 	kvm_set_rip(&c->vcpu, rip);
+	/* Relaxed: written by switch_ctx on this thread (maybe in its signal handler). */
+	uint64_t cr3 = RELAXED_LOAD(c->loaded_cr3);
 	for (;;) {
 		int exit = kvm_run_once(&c->vcpu);
 		if (exit < 0) { /* lazymm's signal (shootdown, rcu): it may have loaded init's CR3 */
 			c->intr_exits++;
+			/*
+			 * If it did, the guest may hold the old CR3 in a register
+			 * (the kernel task's rax between its read and its reload),
+			 * and the old tables may be poisoned the moment the handler
+			 * returned: nothing guest state computed from a lazily held
+			 * context survives the switch away from it. Start the task
+			 * again from its entry, under the CR3 loaded now (the task has
+			 * no effect before its report).
+			 */
+			if (!*reported && RELAXED_LOAD(c->loaded_cr3) != cr3) {
+				cr3 = RELAXED_LOAD(c->loaded_cr3);
+				kvm_set_rip(&c->vcpu, rip);
+				c->restarts++;
+			}
 			continue;
 		}
 		if (exit == KVM_EXIT_IO && c->vcpu.run->io.port == port && !*reported) {
@@ -357,7 +395,7 @@ static void kernel_task(struct cpu *c)
 	struct space *held = RELAXED_LOAD(c->installed);
 	uint64_t held_cr3 = RELAXED_LOAD(c->loaded_cr3);
 	bool reported;
-	uint32_t cr3 = guest_run(c, KERNEL_ENTRY, PORT_KERNEL, &reported);
+	uint32_t cr3 = guest_run(c, g.race ? KERNEL_RACE_ENTRY : KERNEL_ENTRY, PORT_KERNEL, &reported);
 	c->kernel_tasks++;
 	if (!reported)
 		return; /* a shutdown, reported already */
@@ -386,12 +424,14 @@ static void slot_exit(struct slot *s, struct space *sp, unsigned *seed)
 	lmm_grab(&fresh->ctx); /* the zombie's count reference, for later */
 	pthread_mutex_lock(&s->lock);
 	struct space *reaped = s->zombie;
-	s->zombie = sp;
+	s->zombie = g.race ? NULL : sp;
 	s->sp = fresh;
 	pthread_mutex_unlock(&s->lock);
 	lmm_put(&sp->ctx); /* the table's users reference; the caller still holds one */
 	if (reaped)
 		lmm_drop(&reaped->ctx); /* wait(): the zombie's struct may go once no vCPU has it loaded */
+	if (g.race)
+		lmm_drop(&sp->ctx); /* reaped at once: the caller's lmm_put frees it, often while another vCPU holds it lazily */
 }
 
 static void *worker_main(void *arg)
@@ -424,7 +464,7 @@ static void *worker_main(void *arg)
 struct result {
 	double secs;
 	struct lmm_stats st;
-	long user_tasks, kernel_tasks, cr3_loads;
+	long user_tasks, kernel_tasks, cr3_loads, intr_exits, restarts;
 	double roundtrip_ns; /* a lazy round trip: lmm_switch(w, sp) on the lazy hit, then lmm_switch(w, NULL) */
 };
 
@@ -486,7 +526,7 @@ static void run(enum lmm_scheme scheme, unsigned ms, bool measure_roundtrip, str
 	memset(r, 0, sizeof(*r));
 	for (unsigned i = 0; i < g.nworkers; i++) {
 		struct cpu *c = &g.cpus[i];
-		c->user_tasks = c->kernel_tasks = c->intr_exits = 0;
+		c->user_tasks = c->kernel_tasks = c->intr_exits = c->restarts = 0;
 		atomic_store_explicit(&c->cr3_loads, 0, memory_order_relaxed);
 		atomic_store_explicit(&c->loaded_cr3, KVM_PML4_GPA, memory_order_relaxed);
 		atomic_store_explicit(&c->installed, NULL, memory_order_relaxed);
@@ -518,6 +558,8 @@ static void run(enum lmm_scheme scheme, unsigned ms, bool measure_roundtrip, str
 		r->user_tasks += g.cpus[i].user_tasks;
 		r->kernel_tasks += g.cpus[i].kernel_tasks;
 		r->cr3_loads += RELAXED_LOAD(g.cpus[i].cr3_loads);
+		r->intr_exits += g.cpus[i].intr_exits;
+		r->restarts += g.cpus[i].restarts;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	r->secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -643,11 +685,13 @@ int main(int argc, char **argv)
 			g.eager = true;
 		} else if (!strcmp(argv[i], "--negative")) {
 			g.negative = true;
+		} else if (!strcmp(argv[i], "--race")) {
+			g.race = true;
 		} else if (!strcmp(argv[i], "--bench")) {
 			g.bench = true;
 		} else {
 			fprintf(stderr, "usage: %s [--scheme NAME] [--workers N] [--spaces N] [--ms N] [--eager] "
-					"[--negative] | --bench [--spaces N] [--ms N]\n", argv[0]);
+					"[--negative] [--race] | --bench [--spaces N] [--ms N]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -683,6 +727,8 @@ int main(int argc, char **argv)
 		       g.nworkers, g.nspaces, RELAXED_LOAD(g.spaces_made), ms);
 		printf("  %ld user tasks, %ld kernel tasks; %ld CR3 loads through sync_regs, %llu lazy hits\n",
 		       r.user_tasks, r.kernel_tasks, r.cr3_loads, (unsigned long long)r.st.lazy_hits);
+		printf("  %ld KVM_RUNs interrupted by lazymm's signal, %ld kernel tasks restarted under init's CR3\n",
+		       r.intr_exits, r.restarts);
 		printf("  %ld spaces torn down and freed, %ld shutdowns\n", RELAXED_LOAD(g.spaces_freed),
 		       RELAXED_LOAD(g.shutdowns));
 	}
