@@ -172,7 +172,7 @@ struct lazymm_unit {
 };
 /* The unit's one entry point; it frees contexts through ctx_free. */
 #define LAZYMM_UNIT_ENTRY "lmmb_lazymm_unit"
-const struct lazymm_unit *lmmb_lazymm_unit(void (*ctx_free)(struct bctx *c));
+__attribute__((visibility("default"))) const struct lazymm_unit *lmmb_lazymm_unit(void (*ctx_free)(struct bctx *c));
 
 struct impl {
 	const char *name;

@@ -13,9 +13,16 @@
  * printed next to each figure. Times are thread CPU time, so a preempted
  * worker does not count the time another process ran.
  *
+ * lazymm is measured as each linkage gives it, side by side in the same
+ * run: `hazard` through liblazymm.so (as `pkg-config --libs lazymm` links
+ * it), `hazard-static` from liblazymm.a, and `hazard-inline` with
+ * LMM_INLINE where the header has it.
+ *
  * This unit: the options, the list of implementations and the run loop.
  */
+#include <dlfcn.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,22 +46,118 @@ static void add_impl(struct impl im)
 	impls[nimpls++] = im;
 }
 
-/* The lazymm unit this binary is linked with. */
-static const struct lazymm_unit *unit_load(const char **why)
+/*
+ * lazymm, one build of impl_lazymm.c per linkage (bench/meson.build says
+ * how each is linked, and why modules): the shared library first, as users
+ * link it, then the others beside it. A linkage not built, or a module that
+ * does not load, is listed with the reason and skipped.
+ */
+static const struct {
+	const char *linkage, *suffix, *not_built;
+	bool built;
+} linkages[] = {
+	{ "shared", "", "no liblazymm.so in this build (default_library=static), or the linker takes no version script",
+#ifdef HAVE_LAZYMM_UNIT_SHARED
+	  true
+#else
+	  false
+#endif
+	},
+	{ "static", "-static", "the linker takes no version script",
+#ifdef HAVE_LAZYMM_UNIT_STATIC
+	  true
+#else
+	  false
+#endif
+	},
+	{ "inline", "-inline", "<lazymm.h> has no LMM_INLINE fast path (LMM_INLINE_ABI undefined) or no liblazymm.so",
+#ifdef HAVE_LAZYMM_UNIT_INLINE
+	  true
+#else
+	  false
+#endif
+	},
+};
+#define NLINKAGES (sizeof(linkages) / sizeof(linkages[0]))
+
+static char *concat(const char *a, const char *b)
 {
-	const struct lazymm_unit *u = lmmb_lazymm_unit(bench_ctx_free);
-	*why = NULL;
-	return u;
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 1);
+	if (!s) {
+		perror("lmm-bench");
+		exit(1);
+	}
+	memcpy(s, a, la);
+	memcpy(s + la, b, lb + 1);
+	return s;
 }
 
+/* The modules sit next to lmm-bench in the build tree. */
+static const struct lazymm_unit *unit_load(const char *linkage, const char **why)
+{
+	static char dir[PATH_MAX];
+	char path[PATH_MAX + 64], err[PATH_MAX + 256];
+	if (!dir[0]) {
+		ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		if (n <= 0) {
+			*why = "cannot find lmm-bench's directory (/proc/self/exe)";
+			return NULL;
+		}
+		dir[n] = '\0';
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+	}
+	snprintf(path, sizeof(path), "%s/lmm-bench-lazymm-%s.so", dir, linkage);
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		*why = concat(dlerror(), "");
+		return NULL;
+	}
+	const struct lazymm_unit *(*entry)(void (*)(struct bctx *));
+	*(void **)&entry = dlsym(h, LAZYMM_UNIT_ENTRY);
+	const struct lazymm_unit *u = entry ? entry(bench_ctx_free) : NULL;
+	if (!u || u->abi != LAZYMM_UNIT_ABI) {
+		snprintf(err, sizeof(err), "%s: not a lazymm unit of this lmm-bench (rebuild)", path);
+		*why = concat(err, "");
+		return NULL;
+	}
+	return u; /* loaded for the whole run */
+}
+
+/* Per scheme, its linkages side by side: hazard, hazard-static, hazard-inline. */
 static void discover_lazymm(void)
 {
-	const char *why;
-	const struct lazymm_unit *u = unit_load(&why);
-	for (int s = u->scheme_first; s <= u->scheme_last; s++)
-		add_impl((struct impl){ .name = u->scheme_name(s), .kind = K_LMM, .scheme = s,
-					.linkage = "static", .ops = u->ops,
-					.missing = u->scheme_available(s) ? NULL : "not built into this liblazymm" });
+	const struct lazymm_unit *u[NLINKAGES], *any = NULL;
+	const char *why[NLINKAGES];
+	for (size_t l = 0; l < NLINKAGES; l++) {
+		u[l] = NULL;
+		why[l] = linkages[l].not_built;
+		if (linkages[l].built)
+			u[l] = unit_load(linkages[l].linkage, &why[l]);
+		if (!any)
+			any = u[l];
+	}
+	if (!any) {
+		/* The schemes' names come from a unit: without one, one line each. */
+		for (size_t l = 0; l < NLINKAGES; l++)
+			add_impl((struct impl){ .name = concat("lazymm", linkages[l].suffix[0] ? linkages[l].suffix : "-shared"),
+						.kind = K_LMM, .linkage = linkages[l].linkage, .missing = why[l] });
+		return;
+	}
+	for (int s = any->scheme_first; s <= any->scheme_last; s++) {
+		for (size_t l = 0; l < NLINKAGES; l++) {
+			struct impl im = { .name = concat(any->scheme_name(s), linkages[l].suffix), .kind = K_LMM,
+					   .scheme = s, .linkage = linkages[l].linkage,
+					   .refcount_base = concat("refcount", linkages[l].suffix), .missing = why[l] };
+			if (u[l]) {
+				im.ops = u[l]->ops;
+				im.missing = u[l]->scheme_available(s) ? NULL : "not built into this liblazymm";
+			}
+			add_impl(im);
+		}
+	}
 }
 
 static void add_peer(const char *name, const struct peer_ops *p, const char *missing)
@@ -92,6 +195,25 @@ static void discover_impls(void)
 	}
 }
 
+/* One note per reason: "note: a, b skipped: why". */
+static void print_skipped(void)
+{
+	bool done[MAX_IMPLS] = { false };
+	for (unsigned m = 0; m < nimpls; m++) {
+		if (done[m] || !impls[m].selected || !impls[m].missing)
+			continue;
+		printf("note: %s", impls[m].name);
+		for (unsigned k = m + 1; k < nimpls; k++) {
+			if (!done[k] && impls[k].selected && impls[k].missing &&
+			    strcmp(impls[k].missing, impls[m].missing) == 0) {
+				printf(", %s", impls[k].name);
+				done[k] = true;
+			}
+		}
+		printf(" skipped: %s\n", impls[m].missing);
+	}
+}
+
 static unsigned progress_done, progress_total;
 
 void progress(const char *sc, const char *impl, unsigned workers)
@@ -121,7 +243,9 @@ static void usage(FILE *f)
 		"  --full       longer runs, more repetitions, every worker count up to nproc\n"
 		"  --csv FILE   write rows scenario,impl,workers,metric,median,min,max,unit\n"
 		"  --plot DIR   write one SVG per scenario (needs gnuplot)\n"
-		"  --impl LIST  only these implementations (comma-separated)\n"
+		"  --impl LIST  only these implementations (comma-separated): hazard is lazymm's hazard\n"
+		"               through liblazymm.so, hazard-static from liblazymm.a, hazard-inline with\n"
+		"               LMM_INLINE; floor and the peers as --list names them\n"
 		"  --list       print the scenarios and implementations, then exit\n");
 }
 
@@ -131,11 +255,16 @@ static void list(void)
 	for (int sc = 0; sc < SC_NR; sc++)
 		printf("  %-15s %s\n", scenario_names[sc], scenario_help[sc]);
 	printf("implementations:\n");
-	for (unsigned m = 0; m < nimpls; m++)
-		printf("  %-15s %s%s%s%s\n", impls[m].name,
-		       impls[m].kind == K_LMM ? "lazymm scheme" : impls[m].kind == K_FLOOR ? "floor" : "peer",
+	for (unsigned m = 0; m < nimpls; m++) {
+		const char *l = impls[m].linkage, *what = impls[m].kind == K_FLOOR ? "floor" : "peer";
+		if (impls[m].kind == K_LMM)
+			what = strcmp(l, "shared") == 0   ? "lazymm scheme, through liblazymm.so"
+			       : strcmp(l, "static") == 0 ? "lazymm scheme, from liblazymm.a"
+							  : "lazymm scheme, LMM_INLINE";
+		printf("  %-16s %s%s%s%s\n", impls[m].name, what,
 		       impls[m].missing ? " (skipped: " : "", impls[m].missing ? impls[m].missing : "",
 		       impls[m].missing ? ")" : "");
+	}
 }
 
 static void select_impls(const char *spec)
@@ -224,9 +353,7 @@ int main(int argc, char **argv)
 #else
 	printf("workers not pinned: no pthread_setaffinity_np on this platform\n");
 #endif
-	for (unsigned m = 0; m < nimpls; m++)
-		if (impls[m].selected && impls[m].missing)
-			printf("note: %s skipped: %s\n", impls[m].name, impls[m].missing);
+	print_skipped();
 
 	unsigned selected_impls = 0;
 	for (unsigned m = 0; m < nimpls; m++)

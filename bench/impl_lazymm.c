@@ -2,9 +2,15 @@
 /*
  * lazymm's schemes behind the bench's interface, through <lazymm.h> and
  * nothing else. The driver links no lazymm of its own and reaches this
- * unit through lmmb_lazymm_unit() only, so that the same source can be
- * built once per linkage (meson.build says which).
+ * unit through lmmb_lazymm_unit() only, so that the same source is built
+ * once per linkage, each a module the driver loads (bench/meson.build).
+ *
+ * BENCH_LMM_INLINE: the inline build, as a user opts in to the header's
+ * inline fast path; meson builds it only when <lazymm.h> has one.
  */
+#ifdef BENCH_LMM_INLINE
+#define LMM_INLINE
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
