@@ -183,12 +183,13 @@ struct lmm_config {
 	lmm_thread_create_fn thread_create;
 	void *thread_user;
 	/*
-	 * Room for later fields; must be zero (lmm_domain_create: -EINVAL),
-	 * as any designated or = { 0 } initialiser leaves it. A later field
-	 * takes a word's place and keeps today's behaviour when zero, so a
-	 * caller built against this header runs unchanged on a newer library.
+	 * Room for later fields, eight words; every one must be zero
+	 * (lmm_domain_create: -EINVAL otherwise), as any designated or
+	 * = { 0 } initialiser leaves them. A later field takes a word's place
+	 * and keeps today's behaviour when zero, so a caller built against
+	 * this header runs unchanged on a newer library.
 	 */
-	uint64_t reserved[1];
+	uint64_t reserved[8];
 };
 
 /*

@@ -445,8 +445,10 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	set_next(c, NULL);
 	if (d->cfg.flags & LMM_F_DEFER_FREE) {
 		/* The caller never waits: the reclaim thread batches the rounds (c). */
-		if (hand_off(d, c))
+		if (hand_off(d, c)) {
+			LMM_PROBE(defer_handoff, d, ctx);
 			return;
+		}
 	} else if (self_stuck) {
 		/* Waiting on ourselves would only burn the bound. */
 		if (hand_off(d, c)) {
