@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Test harness: application hooks that check the contract from the inside.
- * Every context the tests make is a struct tctx; the hooks record what each
- * worker has installed and abort (async-signal-safely) on any violation:
- * prev not what was installed, NULL or equal arguments, an install of a freed
- * context, a free while installed, teardown or free not exactly once.
+ * The tests' hook library: application hooks that check the contract of
+ * lazymm.h's struct lmm_ops from the inside, used by every Criterion
+ * program whichever library it links (harness.c uses only the public
+ * interface). Every context the tests make is a struct tctx; the hooks
+ * record what each worker has installed and abort (async-signal-safely:
+ * switch_ctx may run in the domain's signal handler) on any violation:
+ * prev not what was installed, NULL or equal arguments, an install of a
+ * freed context, a free while installed, teardown or free not exactly once.
  */
 #ifndef LMM_TEST_HARNESS_H
 #define LMM_TEST_HARNESS_H
@@ -34,11 +37,18 @@ struct tctx {
 
 extern const struct lmm_ops harness_ops;
 extern atomic_long harness_frees, harness_teardowns, harness_installs;
+/* A test's own action at the end of every free hook (NULL: none). */
+extern void (*h_free_extra)(struct lmm_ctx *c);
 
-/* A domain with the harness hooks; aborts the test on failure. */
+/* A domain with the harness hooks and a 20 s barrier timeout; aborts the test on failure. */
 struct lmm_domain *h_domain(enum lmm_scheme s, unsigned flags, unsigned max_workers);
-/* A new context in d (users = 1, count = 1). */
+/* The same with the barrier timeout timeout_ms (0: the library's default). */
+struct lmm_domain *h_domain_timeout(enum lmm_scheme s, unsigned flags, unsigned max_workers,
+				    unsigned timeout_ms);
+/* A new context in d (users = 1, count = 1); release_memory: the free hook frees it. */
 struct tctx *h_ctx(struct lmm_domain *d, bool release_memory);
+/* A context of the caller's own memory: canary set, not yet lmm_ctx_init'ed. */
+void h_tctx_prepare(struct tctx *t, bool release_memory);
 /* lmm_worker_online + harness bookkeeping for the calling thread. */
 struct lmm_worker *h_online(struct lmm_domain *d);
 /* Abort with a message; async-signal-safe. */
@@ -74,8 +84,20 @@ extern const enum lmm_scheme h_schemes[4];
 	IF_RCU(Test(rcu, name, __VA_ARGS__) { h_run(LMM_SCHEME_RCU, name##_body); })                  \
 	static void name##_body(enum lmm_scheme scheme)
 #define SCHEME_TEST(name) SCHEME_TEST_OPTS(name, .timeout = 60)
+#define REL_TEST(suite, name, ...)                                                               \
+	static void suite##_##name##_body(enum lmm_scheme scheme);                                  \
+	Test(suite, name##_refcount, __VA_ARGS__) { suite##_##name##_body(LMM_SCHEME_REFCOUNT); }    \
+	IF_SHOOTDOWN(Test(suite, name##_shootdown, __VA_ARGS__) {                                   \
+		suite##_##name##_body(LMM_SCHEME_SHOOTDOWN);                                        \
+	})                                                                                          \
+	IF_HAZARD(Test(suite, name##_hazard, __VA_ARGS__) { suite##_##name##_body(LMM_SCHEME_HAZARD); }) \
+	IF_RCU(Test(suite, name##_rcu, __VA_ARGS__) { suite##_##name##_body(LMM_SCHEME_RCU); })  \
+	static void suite##_##name##_body(enum lmm_scheme scheme)
 
 void h_run(enum lmm_scheme s, void (*body)(enum lmm_scheme));
+
+/* Sleep us microseconds. */
+void h_nap_us(long us);
 
 /* Run fn(arg) on a new thread and join it. */
 void h_on_thread(void *(*fn)(void *), void *arg);

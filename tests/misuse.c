@@ -13,7 +13,12 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
-#include "rel_hooks.h"
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
 #include "internal.h"
 
 /* Run fn(arg) in a child; it must die of SIGABRT with `expect` in its stderr. */
@@ -50,8 +55,8 @@ static void expect_abort(void (*fn)(void *), void *arg, const char *expect)
 static void put_below_zero(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx); /* keeps the struct alive: the users count itself goes negative */
 	lmm_put(&a->ctx);
 	lmm_put(&a->ctx);
@@ -60,9 +65,9 @@ static void put_below_zero(void *arg)
 static void drop_below_zero(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
-	a->keep_memory = true; /* the second drop reads it: stay inside our memory */
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
+	a->release_memory = false; /* the second drop reads it: stay inside our memory */
 	lmm_put(&a->ctx);      /* users 0 -> the users' count reference goes -> freed */
 	lmm_barrier(d);
 	lmm_drop(&a->ctx);
@@ -71,8 +76,8 @@ static void drop_below_zero(void *arg)
 static void get_after_last_put(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx);
 	lmm_put(&a->ctx);
 	lmm_get(&a->ctx);
@@ -85,8 +90,8 @@ REL_TEST(misuse, get_after_last_put, .timeout = 30) { expect_abort(get_after_las
 /* The same with Criterion's own signal check, for the plain form. */
 REL_TEST(misuse, put_below_zero_signal, .signal = SIGABRT)
 {
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx);
 	lmm_put(&a->ctx);
 	lmm_put(&a->ctx);
@@ -107,27 +112,27 @@ static void *foreign_worker_main(void *arg)
 {
 	struct foreign *f = arg;
 	if (lmm_worker_online(f->d, NULL, &f->w))
-		rel_fail("online failed");
+		h_fail("online failed");
 	atomic_store(&f->state, 1);
 	while (atomic_load(&f->state) != 2)
-		rel_nap_us(500);
+		h_nap_us(500);
 	return NULL;
 }
 
 static void foreign_child(void *arg)
 {
 	struct foreign *f = arg;
-	f->d = rel_domain(f->scheme, 0, 0);
+	f->d = h_domain_timeout(f->scheme, 0, 8, 0);
 	atomic_init(&f->state, 0);
 	pthread_create(&f->th, NULL, foreign_worker_main, f);
 	while (atomic_load(&f->state) != 1)
-		rel_nap_us(200);
+		h_nap_us(200);
 	f->misuse(f);
 }
 
 static void foreign_switch(struct foreign *f)
 {
-	struct rctx *a = rel_new(f->d);
+	struct tctx *a = h_ctx(f->d, true);
 	lmm_switch(f->w, &a->ctx);
 }
 
@@ -164,17 +169,17 @@ REL_TEST(misuse, idle_from_foreign_thread, .timeout = 30)
 REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme };
-	f.d = rel_domain(scheme, 0, 0);
+	f.d = h_domain_timeout(scheme, 0, 8, 0);
 	atomic_init(&f.state, 0);
 	cr_assert_eq(pthread_create(&f.th, NULL, foreign_worker_main, &f), 0);
 	while (atomic_load(&f.state) != 1)
-		rel_nap_us(200);
+		h_nap_us(200);
 	cr_assert_eq(lmm_worker_offline(f.w), -EPERM, "offline from a thread that is not the worker");
 
 	struct lmm_worker *w = NULL;
 	cr_assert_eq(lmm_worker_online(f.d, NULL, &w), 0);
 	cr_assert_eq(lmm_worker_online(f.d, NULL, &w), -EEXIST);
-	struct rctx *a = rel_new(f.d);
+	struct tctx *a = h_ctx(f.d, true);
 	lmm_switch(w, &a->ctx);
 	cr_assert_eq(lmm_worker_offline(w), -EBUSY, "offline while a context is current");
 	cr_assert_eq(lmm_active(w), &a->ctx, "the failed offline changed the worker");
@@ -189,11 +194,11 @@ REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
 
 REL_TEST(misuse, destroy_while_busy, .timeout = 30)
 {
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
 	struct lmm_worker *w = NULL;
 	cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), -EBUSY, "destroy with a worker online");
-	struct rctx *a = rel_new(d);
+	struct tctx *a = h_ctx(d, true);
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), -EBUSY, "destroy with a live context");
 	lmm_put(&a->ctx);
@@ -213,14 +218,14 @@ static void barrier_in_free(struct lmm_ctx *c)
 
 static void barrier_inside_free(enum lmm_scheme scheme, unsigned flags)
 {
-	struct lmm_domain *d = rel_domain(scheme, flags, 0);
+	struct lmm_domain *d = h_domain_timeout(scheme, flags, 8, 0);
 	in_free_domain = d;
-	rel_free_extra = barrier_in_free;
-	struct rctx *a = rel_new(d);
+	h_free_extra = barrier_in_free;
+	struct tctx *a = h_ctx(d, true);
 	lmm_put(&a->ctx);
 	cr_assert_eq(lmm_barrier(d), 0);
-	rel_free_extra = NULL;
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	h_free_extra = NULL;
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	cr_assert_eq(atomic_load(&in_free_barrier), -EDEADLK, "lmm_barrier inside free: %d",
 		     atomic_load(&in_free_barrier));
 	cr_assert_eq(atomic_load(&in_free_destroy), -EDEADLK);
@@ -232,13 +237,13 @@ REL_TEST(misuse, barrier_inside_deferred_free, .timeout = 30) { barrier_inside_f
 
 REL_TEST(misuse, bad_config, .timeout = 30)
 {
-	struct lmm_config cfg = { .scheme = scheme, .ops = &rel_ops };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops };
 	struct lmm_domain *d = NULL;
-	struct lmm_ops no_free = rel_ops;
+	struct lmm_ops no_free = harness_ops;
 	no_free.free = NULL;
 	cfg.ops = &no_free;
 	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
-	cfg.ops = &rel_ops;
+	cfg.ops = &harness_ops;
 	cfg.flags = 0x80;
 	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
 	cfg.flags = 0;
@@ -268,11 +273,11 @@ struct early {
 static void early_release(void *arg)
 {
 	struct early *e = arg;
-	struct lmm_domain *d = rel_domain(e->scheme, LMM_F_DEBUG, 0);
+	struct lmm_domain *d = h_domain_timeout(e->scheme, LMM_F_DEBUG, 8, 0);
 	struct lmm_worker *w = NULL;
 	if (lmm_worker_online(d, NULL, &w) || lmm_worker_id(w) != 0)
-		rel_fail("online");
-	struct rctx *a = rel_new(d);
+		h_fail("online");
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx); /* our own count reference: the count never reaches 0 by itself */
 	lmm_switch(w, &a->ctx);
 	if (e->lazy) {
@@ -297,16 +302,16 @@ REL_TEST(misuse, debug_catches_release_while_lazy, .timeout = 30)
 /* Without the early release, the same steps are clean: the check has no false positive. */
 REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
 {
-	struct lmm_domain *d = rel_domain(scheme, LMM_F_DEBUG, 0);
+	struct lmm_domain *d = h_domain_timeout(scheme, LMM_F_DEBUG, 8, 0);
 	struct lmm_worker *w = NULL;
 	cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
-	struct rctx *a = rel_new(d);
+	struct tctx *a = h_ctx(d, true);
 	lmm_switch(w, &a->ctx);
 	lmm_switch(w, NULL);
 	lmm_put(&a->ctx);
 	lmm_unlazy(w);
 	cr_assert_eq(lmm_barrier(d), 0);
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
@@ -343,7 +348,7 @@ static void hazard_lazy_on_freed(void *arg)
 	struct lmm_domain *d = NULL;
 	struct lmm_worker *w = NULL;
 	if (lmm_domain_create(&cfg, &d) || lmm_ctx_init(d, &a) || lmm_worker_online(d, NULL, &w))
-		rel_fail("setup failed");
+		h_fail("setup failed");
 	lmm_switch(w, &a);
 	lmm_put(&a); /* the last reference, while a is current: freed */
 	lmm_barrier(d);
@@ -367,13 +372,13 @@ struct cross {
 static void cross_domain_switch(void *arg)
 {
 	struct cross *x = arg;
-	struct lmm_domain *mine = rel_domain(x->scheme, 0, 0);
-	struct lmm_config cfg = { .scheme = x->scheme, .ops = &rel_ops, .max_workers = 1 };
+	struct lmm_domain *mine = h_domain_timeout(x->scheme, 0, 8, 0);
+	struct lmm_config cfg = { .scheme = x->scheme, .ops = &harness_ops, .max_workers = 1 };
 	struct lmm_domain *other = NULL;
 	struct lmm_worker *w = NULL;
 	if (lmm_domain_create(&cfg, &other) || lmm_worker_online(mine, NULL, &w))
-		rel_fail("setup failed");
-	struct lmm_ctx *next = x->init ? lmm_init_ctx(other) : &rel_new(other)->ctx;
+		h_fail("setup failed");
+	struct lmm_ctx *next = x->init ? lmm_init_ctx(other) : &h_ctx(other, true)->ctx;
 	lmm_switch(w, next);
 }
 
@@ -406,11 +411,11 @@ struct idle_case {
 static void idle_misuse(void *arg)
 {
 	struct idle_case *c = arg;
-	struct lmm_domain *d = rel_domain(c->scheme, 0, 0);
+	struct lmm_domain *d = h_domain_timeout(c->scheme, 0, 8, 0);
 	struct lmm_worker *w = NULL;
 	if (lmm_worker_online(d, NULL, &w))
-		rel_fail("online failed");
-	struct rctx *a = rel_new(d);
+		h_fail("online failed");
+	struct tctx *a = h_ctx(d, true);
 	lmm_switch(w, &a->ctx);
 	lmm_switch(w, NULL);
 	if (c->what == IDLE_EXIT_UNPAIRED) {
@@ -470,7 +475,7 @@ static int try_deny_membarrier(void)
 static void deny_membarrier(void)
 {
 	if (try_deny_membarrier())
-		rel_fail("seccomp filter");
+		h_fail("seccomp filter");
 }
 
 /*
@@ -481,15 +486,15 @@ static void deny_membarrier(void)
 static void hazard_membarrier_denied(void *arg)
 {
 	(void)arg;
-	struct lmm_domain *d = rel_domain(LMM_SCHEME_HAZARD, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(LMM_SCHEME_HAZARD, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	deny_membarrier();
 	lmm_put(&a->ctx); /* the last user's heavy fence */
 }
 
 Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
 {
-	struct lmm_domain *d = rel_domain(LMM_SCHEME_HAZARD, 0, 0); /* registers, if it can */
+	struct lmm_domain *d = h_domain_timeout(LMM_SCHEME_HAZARD, 0, 8, 0); /* registers, if it can */
 	bool registered = lmm_plat_have_membarrier();
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 	if (!registered)
@@ -528,14 +533,14 @@ static void reentry(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
 	static struct lmm_ops ops;
-	ops = rel_ops;
+	ops = harness_ops;
 	ops.switch_ctx = reentering_switch;
 	struct lmm_config cfg = { .scheme = scheme, .ops = &ops };
 	struct lmm_domain *d = NULL;
 	struct lmm_worker *w = NULL;
 	if (lmm_domain_create(&cfg, &d) || lmm_worker_online(d, NULL, &w))
-		rel_fail("setup failed");
-	struct rctx *a = rel_new(d);
+		h_fail("setup failed");
+	struct tctx *a = h_ctx(d, true);
 	reentry_target = &a->ctx;
 	lmm_switch(w, &a->ctx);
 }
