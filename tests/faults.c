@@ -127,8 +127,8 @@ static void alloc_every_site(enum lmm_scheme scheme, unsigned flags)
 	cr_log_info("%s: %lu allocation sites failed in turn", lmm_scheme_name(scheme), n - 1);
 }
 
-REL_TEST(faults, alloc_every_site, .timeout = 120) { alloc_every_site(scheme, 0); }
-REL_TEST(faults, alloc_every_site_defer_debug, .timeout = 120)
+SCHEME_TEST_OPTS(faults, alloc_every_site, .timeout = 120) { alloc_every_site(scheme, 0); }
+SCHEME_TEST_OPTS(faults, alloc_every_site_defer_debug, .timeout = 120)
 {
 	alloc_every_site(scheme, LMM_F_DEFER_FREE | LMM_F_DEBUG);
 }
@@ -253,9 +253,9 @@ static void bad_leaver(enum lmm_scheme scheme, enum lazy_mode mode, bool put_bef
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
-REL_TEST(faults, exit_without_offline_lazy, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, false); }
-REL_TEST(faults, exit_without_offline_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, true); }
-REL_TEST(faults, lazy_sleep_without_idle, .timeout = 60) { bad_leaver(scheme, MODE_SLEEP, true); }
+SCHEME_TEST_OPTS(faults, exit_without_offline_lazy, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, false); }
+SCHEME_TEST_OPTS(faults, exit_without_offline_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, true); }
+SCHEME_TEST_OPTS(faults, lazy_sleep_without_idle, .timeout = 60) { bad_leaver(scheme, MODE_SLEEP, true); }
 /*
  * Not under TSan: a thread cancelled inside a blocking call runs its cleanup
  * (here the TSD destructor that takes the worker offline) while TSan's
@@ -276,9 +276,9 @@ static void cancel_leaver(enum lmm_scheme scheme, bool last_holder)
 #endif
 }
 
-REL_TEST(faults, cancel_while_lazy, .timeout = 60) { cancel_leaver(scheme, false); }
-REL_TEST(faults, cancel_while_last_lazy_holder, .timeout = 60) { cancel_leaver(scheme, true); }
-REL_TEST(faults, blocked_signal_while_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_BLOCK_SIGNAL, true); }
+SCHEME_TEST_OPTS(faults, cancel_while_lazy, .timeout = 60) { cancel_leaver(scheme, false); }
+SCHEME_TEST_OPTS(faults, cancel_while_last_lazy_holder, .timeout = 60) { cancel_leaver(scheme, true); }
+SCHEME_TEST_OPTS(faults, blocked_signal_while_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_BLOCK_SIGNAL, true); }
 
 /* ---------- fork with online workers ---------- */
 
@@ -314,7 +314,7 @@ static int child_uses_new_domain(enum lmm_scheme scheme)
 	return 0;
 }
 
-REL_TEST(faults, fork_with_online_workers, .timeout = 60)
+SCHEME_TEST_OPTS(faults, fork_with_online_workers, .timeout = 60)
 {
 	if (scheme == LMM_SCHEME_RCU)
 		/*
@@ -384,7 +384,7 @@ static void *plain_thread_main(void *arg)
 	return NULL;
 }
 
-REL_TEST(faults, signals_coexist, .timeout = 60)
+SCHEME_TEST_OPTS(faults, signals_coexist, .timeout = 60)
 {
 #ifdef LMM_TEST_TSAN
 	/*

@@ -10,8 +10,7 @@
 
 atomic_long harness_frees, harness_teardowns, harness_installs;
 void (*h_free_extra)(struct lmm_ctx *c);
-const enum lmm_scheme h_schemes[4] = { LMM_SCHEME_REFCOUNT, LMM_SCHEME_SHOOTDOWN,
-				       LMM_SCHEME_HAZARD, LMM_SCHEME_RCU };
+const enum lmm_scheme h_schemes[H_NSCHEMES] = H_SCHEME_LIST;
 
 /*
  * What this thread's worker has installed, as the hooks saw it, and which

@@ -18,6 +18,7 @@
 #include <pthread.h>
 
 #include "lazymm.h"
+#include "schemes.h"
 
 #define TCTX_LIVE 0x4c495645u
 #define TCTX_POISON 0xdeadbeefu
@@ -53,46 +54,23 @@ void h_tctx_prepare(struct tctx *t, bool release_memory);
 struct lmm_worker *h_online(struct lmm_domain *d);
 /* Abort with a message; async-signal-safe. */
 _Noreturn void h_fail(const char *msg);
-/* All schemes, for loops. */
-extern const enum lmm_scheme h_schemes[4];
+/* The schemes this build has (schemes.h), for loops over them. */
+extern const enum lmm_scheme h_schemes[H_NSCHEMES];
 
 /*
- * A test written once and registered for every scheme built in (meson passes
- * the same LMM_HAVE_* defines as to the library).
+ * A test written once and registered for every scheme this build has, from
+ * the one list in schemes.h: SCHEME_TEST(suite, behaviour) { ...scheme... }
+ * registers suite/behaviour_<scheme> (behaviour_refcount, ...), each running
+ * the body with that scheme. SCHEME_TEST has a 60 s timeout; SCHEME_TEST_OPTS
+ * takes Criterion's test options instead.
  */
-#define IF_REFCOUNT(x) x
-#ifdef LMM_HAVE_SHOOTDOWN
-#define IF_SHOOTDOWN(x) x
-#else
-#define IF_SHOOTDOWN(x)
-#endif
-#ifdef LMM_HAVE_HAZARD
-#define IF_HAZARD(x) x
-#else
-#define IF_HAZARD(x)
-#endif
-#ifdef LMM_HAVE_RCU
-#define IF_RCU(x) x
-#else
-#define IF_RCU(x)
-#endif
-#define SCHEME_TEST_OPTS(name, ...)                                                                 \
-	static void name##_body(enum lmm_scheme scheme);                                             \
-	IF_REFCOUNT(Test(refcount, name, __VA_ARGS__) { h_run(LMM_SCHEME_REFCOUNT, name##_body); })   \
-	IF_SHOOTDOWN(Test(shootdown, name, __VA_ARGS__) { h_run(LMM_SCHEME_SHOOTDOWN, name##_body); }) \
-	IF_HAZARD(Test(hazard, name, __VA_ARGS__) { h_run(LMM_SCHEME_HAZARD, name##_body); })         \
-	IF_RCU(Test(rcu, name, __VA_ARGS__) { h_run(LMM_SCHEME_RCU, name##_body); })                  \
-	static void name##_body(enum lmm_scheme scheme)
-#define SCHEME_TEST(name) SCHEME_TEST_OPTS(name, .timeout = 60)
-#define REL_TEST(suite, name, ...)                                                               \
-	static void suite##_##name##_body(enum lmm_scheme scheme);                                  \
-	Test(suite, name##_refcount, __VA_ARGS__) { suite##_##name##_body(LMM_SCHEME_REFCOUNT); }    \
-	IF_SHOOTDOWN(Test(suite, name##_shootdown, __VA_ARGS__) {                                   \
-		suite##_##name##_body(LMM_SCHEME_SHOOTDOWN);                                        \
-	})                                                                                          \
-	IF_HAZARD(Test(suite, name##_hazard, __VA_ARGS__) { suite##_##name##_body(LMM_SCHEME_HAZARD); }) \
-	IF_RCU(Test(suite, name##_rcu, __VA_ARGS__) { suite##_##name##_body(LMM_SCHEME_RCU); })  \
+#define H_SCHEME_TEST_ONE(s, S, suite, name, ...) \
+	Test(suite, name##_##s, __VA_ARGS__) { h_run(LMM_SCHEME_##S, suite##_##name##_body); }
+#define SCHEME_TEST_OPTS(suite, name, ...)                                 \
+	static void suite##_##name##_body(enum lmm_scheme scheme);          \
+	H_SCHEMES(H_SCHEME_TEST_ONE, suite, name, __VA_ARGS__)              \
 	static void suite##_##name##_body(enum lmm_scheme scheme)
+#define SCHEME_TEST(suite, name) SCHEME_TEST_OPTS(suite, name, .timeout = 60)
 
 void h_run(enum lmm_scheme s, void (*body)(enum lmm_scheme));
 

@@ -496,7 +496,7 @@ static void check(enum lmm_scheme s, const unsigned *want, const unsigned *maybe
 		     "switch_ctx's LMM_SWITCH_SIGNAL and the sigaltstack disagree (or a free ran on it)");
 }
 
-SCHEME_TEST(matrix)
+SCHEME_TEST(hooks, matrix)
 {
 	thread_begin();
 	scenarios(domain(scheme, 0));
@@ -505,7 +505,7 @@ SCHEME_TEST(matrix)
 }
 
 /* LMM_F_DEFER_FREE: free moves to the library thread; every other entry stays. */
-SCHEME_TEST(matrix_defer_free)
+SCHEME_TEST(hooks, matrix_defer_free)
 {
 	unsigned want[NROWS], maybe[NROWS];
 	for (int r = 0; r < NROWS; r++) {
@@ -524,7 +524,7 @@ SCHEME_TEST(matrix_defer_free)
  * ".It ROW Ta REFCOUNT Ta SHOOTDOWN Ta HAZARD Ta RCU" (meson passes the
  * page's path in LMM_MAN7).
  */
-Test(doc, man7_prints_the_matrix)
+Test(hooks, man7_prints_the_matrix)
 {
 	const char *path = getenv("LMM_MAN7");
 	if (!path)
@@ -581,12 +581,12 @@ static void no_threads_matrix(enum lmm_scheme scheme, unsigned flags)
 	thread_end();
 }
 
-SCHEME_TEST(matrix_no_threads)
+SCHEME_TEST(hooks, matrix_no_threads)
 {
 	no_threads_matrix(scheme, LMM_F_NO_THREADS);
 }
 
-SCHEME_TEST(matrix_no_threads_defer_free)
+SCHEME_TEST(hooks, matrix_no_threads_defer_free)
 {
 	no_threads_matrix(scheme, LMM_F_NO_THREADS | LMM_F_DEFER_FREE);
 }
@@ -597,7 +597,7 @@ SCHEME_TEST(matrix_no_threads_defer_free)
  * period (held up by a worker that blocks the signal), a last drop waits,
  * and first leaves the caller's own lazy context if that one is dying.
  */
-Test(rcu, backpressure, .timeout = 60)
+Test(hooks, backpressure_rcu, .timeout = 60)
 {
 	setenv("LMM_RCU_BACKLOG_MAX", "1", 1);
 	thread_begin();

@@ -83,12 +83,12 @@ static void get_after_last_put(void *arg)
 	lmm_get(&a->ctx);
 }
 
-REL_TEST(misuse, put_below_zero, .timeout = 30) { expect_abort(put_below_zero, &scheme, "lazymm: lmm_put:"); }
-REL_TEST(misuse, drop_below_zero, .timeout = 30) { expect_abort(drop_below_zero, &scheme, "lazymm: lmm_drop:"); }
-REL_TEST(misuse, get_after_last_put, .timeout = 30) { expect_abort(get_after_last_put, &scheme, "lazymm: lmm_get:"); }
+SCHEME_TEST_OPTS(misuse, put_below_zero, .timeout = 30) { expect_abort(put_below_zero, &scheme, "lazymm: lmm_put:"); }
+SCHEME_TEST_OPTS(misuse, drop_below_zero, .timeout = 30) { expect_abort(drop_below_zero, &scheme, "lazymm: lmm_drop:"); }
+SCHEME_TEST_OPTS(misuse, get_after_last_put, .timeout = 30) { expect_abort(get_after_last_put, &scheme, "lazymm: lmm_get:"); }
 
 /* The same with Criterion's own signal check, for the plain form. */
-REL_TEST(misuse, put_below_zero_signal, .signal = SIGABRT)
+SCHEME_TEST_OPTS(misuse, put_below_zero_signal, .signal = SIGABRT)
 {
 	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
 	struct tctx *a = h_ctx(d, true);
@@ -146,19 +146,19 @@ static void foreign_idle(struct foreign *f)
 	lmm_idle_enter(f->w);
 }
 
-REL_TEST(misuse, switch_from_foreign_thread, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_from_foreign_thread, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme, .misuse = foreign_switch };
 	expect_abort(foreign_child, &f, "lazymm: lmm_switch: worker");
 }
 
-REL_TEST(misuse, unlazy_from_foreign_thread, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, unlazy_from_foreign_thread, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme, .misuse = foreign_unlazy };
 	expect_abort(foreign_child, &f, "lazymm: lmm_unlazy: worker");
 }
 
-REL_TEST(misuse, idle_from_foreign_thread, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, idle_from_foreign_thread, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme, .misuse = foreign_idle };
 	expect_abort(foreign_child, &f, "lazymm: lmm_idle_enter: worker");
@@ -166,7 +166,7 @@ REL_TEST(misuse, idle_from_foreign_thread, .timeout = 30)
 
 /* ---------- error codes ---------- */
 
-REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, offline_while_current_or_foreign, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme };
 	f.d = h_domain_timeout(scheme, 0, 8, 0);
@@ -192,7 +192,7 @@ REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
 	cr_assert_eq(lmm_domain_destroy(f.d), 0);
 }
 
-REL_TEST(misuse, destroy_while_busy, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, destroy_while_busy, .timeout = 30)
 {
 	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
 	struct lmm_worker *w = NULL;
@@ -232,10 +232,10 @@ static void barrier_inside_free(enum lmm_scheme scheme, unsigned flags)
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
-REL_TEST(misuse, barrier_inside_free, .timeout = 30) { barrier_inside_free(scheme, 0); }
-REL_TEST(misuse, barrier_inside_deferred_free, .timeout = 30) { barrier_inside_free(scheme, LMM_F_DEFER_FREE); }
+SCHEME_TEST_OPTS(misuse, barrier_inside_free, .timeout = 30) { barrier_inside_free(scheme, 0); }
+SCHEME_TEST_OPTS(misuse, barrier_inside_deferred_free, .timeout = 30) { barrier_inside_free(scheme, LMM_F_DEFER_FREE); }
 
-REL_TEST(misuse, bad_config, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, bad_config, .timeout = 30)
 {
 	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops };
 	struct lmm_domain *d = NULL;
@@ -287,20 +287,20 @@ static void early_release(void *arg)
 	lmm__ctx_release(&a->ctx);
 }
 
-REL_TEST(misuse, debug_catches_release_while_current, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, debug_catches_release_while_current, .timeout = 30)
 {
 	struct early e = { scheme, false };
 	expect_abort(early_release, &e, "is still installed on worker 0 (LMM_F_DEBUG)");
 }
 
-REL_TEST(misuse, debug_catches_release_while_lazy, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, debug_catches_release_while_lazy, .timeout = 30)
 {
 	struct early e = { scheme, true };
 	expect_abort(early_release, &e, "is still installed on worker 0 (LMM_F_DEBUG)");
 }
 
 /* Without the early release, the same steps are clean: the check has no false positive. */
-REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, debug_quiet_on_correct_release, .timeout = 30)
 {
 	struct lmm_domain *d = h_domain_timeout(scheme, LMM_F_DEBUG, 8, 0);
 	struct lmm_worker *w = NULL;
@@ -355,7 +355,7 @@ static void hazard_lazy_on_freed(void *arg)
 	lmm_switch(w, NULL);
 }
 
-Test(misuse, hazard_lazy_on_freed, .timeout = 30)
+Test(misuse, lazy_on_freed_hazard, .timeout = 30)
 {
 	expect_abort(hazard_lazy_on_freed, NULL, "lazymm: lmm_switch:");
 }
@@ -382,13 +382,13 @@ static void cross_domain_switch(void *arg)
 	lmm_switch(w, next);
 }
 
-REL_TEST(misuse, switch_to_other_domains_init, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_to_other_domains_init, .timeout = 30)
 {
 	struct cross x = { scheme, true };
 	expect_abort(cross_domain_switch, &x, "lazymm: lmm_switch:");
 }
 
-REL_TEST(misuse, switch_to_other_domains_ctx, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_to_other_domains_ctx, .timeout = 30)
 {
 	struct cross x = { scheme, false };
 	expect_abort(cross_domain_switch, &x, "lazymm: lmm_switch:");
@@ -431,7 +431,7 @@ static void idle_misuse(void *arg)
 		lmm_idle_enter(w);
 }
 
-REL_TEST(misuse, switch_inside_idle, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_inside_idle, .timeout = 30)
 {
 	struct idle_case c = { scheme, IDLE_SWITCH_CTX };
 	expect_abort(idle_misuse, &c, "lazymm: lmm_switch: called between lmm_idle_enter and lmm_idle_exit");
@@ -439,13 +439,13 @@ REL_TEST(misuse, switch_inside_idle, .timeout = 30)
 	expect_abort(idle_misuse, &c, "lazymm: lmm_switch: called between lmm_idle_enter and lmm_idle_exit");
 }
 
-REL_TEST(misuse, idle_enter_nested, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, idle_enter_nested, .timeout = 30)
 {
 	struct idle_case c = { scheme, IDLE_NESTED };
 	expect_abort(idle_misuse, &c, "lazymm: lmm_idle_enter: already idle");
 }
 
-REL_TEST(misuse, idle_exit_unpaired, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, idle_exit_unpaired, .timeout = 30)
 {
 	struct idle_case c = { scheme, IDLE_EXIT_UNPAIRED };
 	expect_abort(idle_misuse, &c, "lazymm: lmm_idle_exit: not idle");
@@ -492,7 +492,7 @@ static void hazard_membarrier_denied(void *arg)
 	lmm_put(&a->ctx); /* the last user's heavy fence */
 }
 
-Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
+Test(misuse, membarrier_fails_after_registration_hazard, .timeout = 30)
 {
 	struct lmm_domain *d = h_domain_timeout(LMM_SCHEME_HAZARD, 0, 8, 0); /* registers, if it can */
 	bool registered = lmm_plat_have_membarrier();
@@ -546,7 +546,7 @@ static void reentry(void *arg)
 }
 
 /* switch_ctx calling lmm_switch or lmm_unlazy would install under its own feet. */
-REL_TEST(misuse, switch_ctx_reenters, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_ctx_reenters, .timeout = 30)
 {
 	reentry_kind = REENTER_SWITCH;
 	expect_abort(reentry, &scheme, "lazymm: lmm_switch: called from inside switch_ctx");

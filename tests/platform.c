@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lazymm.h"
+#include "schemes.h"
 #include "platform/platform.h"
 
 #if !defined(LMM_EXPECT_MEMBARRIER) || !defined(LMM_EXPECT_RTSIG)
@@ -75,12 +76,12 @@ static void nop(struct lmm_ctx *c) { (void)c; }
 Test(platform, domains_work_with_the_default_signal)
 {
 	static const struct lmm_ops ops = { .switch_ctx = sw, .teardown = nop, .free = nop };
-	for (int s = LMM_SCHEME_REFCOUNT; s <= LMM_SCHEME_RCU; s++) {
-		if (!lmm_scheme_available((enum lmm_scheme)s))
-			continue;
-		struct lmm_config cfg = { .scheme = (enum lmm_scheme)s, .ops = &ops };
+	static const enum lmm_scheme built[] = H_SCHEME_LIST;
+	for (unsigned i = 0; i < H_NSCHEMES; i++) {
+		enum lmm_scheme s = built[i];
+		struct lmm_config cfg = { .scheme = s, .ops = &ops };
 		struct lmm_domain *d = NULL;
-		cr_assert_eq(lmm_domain_create(&cfg, &d), 0, "%s", lmm_scheme_name((enum lmm_scheme)s));
+		cr_assert_eq(lmm_domain_create(&cfg, &d), 0, "%s", lmm_scheme_name(s));
 		struct lmm_worker *w = NULL;
 		cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
 		struct lmm_ctx c;
