@@ -549,10 +549,11 @@ SCHEME_TEST_OPTS(contract, get_after_last_put_aborts, .signal = SIGABRT, .timeou
 }
 
 /*
- * Regression: a free that drops another context's last reference after
- * lmm_barrier flipped its epoch. The nested free is due before the barrier
- * returns (it became due inside a free the barrier waits for), so it must be
- * waited for too: registered in the new epoch, it would be missed.
+ * A free that drops another context's last reference after lmm_barrier
+ * flipped its epoch. The nested free is due before the barrier returns (it
+ * became due inside a free the barrier waits for), so lmm_barrier's rule in
+ * lazymm.h (every free due when it was called has run) covers it too:
+ * registered in the new epoch, it would be missed.
  */
 static atomic_int slow_frees;
 static void slow_free(struct lmm_ctx *c)

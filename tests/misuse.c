@@ -323,8 +323,7 @@ SCHEME_TEST_OPTS(misuse, debug_quiet_on_correct_release, .timeout = 30)
  * thread that yielded, migrated and exited elsewhere drops it) while the
  * worker still had the context current, so nothing held it and it was freed.
  * Going lazy on it then would take a count reference from 0 under hazard: a
- * resurrection and, later, a second free (found by the greenthreads
- * example under TSan). It must abort instead.
+ * resurrection and, later, a second free. It must abort instead.
  */
 #ifdef LMM_HAVE_HAZARD
 /* Hooks that check nothing: the harness's own would catch the free first. */

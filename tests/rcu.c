@@ -337,7 +337,7 @@ Test(rcu, qsbr_reader_refused_as_worker, .timeout = 30)
 }
 
 /*
- * Regression: a worker that only ever switches task to task (never lazy,
+ * A worker that only ever switches task to task (never lazy,
  * never idle) must still report quiescence at its switches, or every grace
  * period waits for the stall nudge. The nudge delay is set far beyond the
  * barrier's timeout, so a missing report shows as -ETIMEDOUT and a nudge.
