@@ -32,7 +32,7 @@ static int create(struct lmm_config *cfg, struct lmm_domain **d)
 
 /* ---------- tunables ---------- */
 
-SCHEME_TEST(tunables_validated)
+SCHEME_TEST(runtime, tunables_validated)
 {
 	struct lmm_domain *d = NULL;
 	struct lmm_config cfg = { .scheme = scheme, .rcu_nudge_ms = 100001 };
@@ -141,7 +141,7 @@ static void holder_start(struct lazy_holder *h)
  * Deferred frees and shootdowns handed over wait for lmm_poll (or
  * lmm_barrier, which polls).
  */
-SCHEME_TEST(no_library_threads)
+SCHEME_TEST(runtime, no_library_threads)
 {
 	struct lmm_domain *d = NULL;
 	struct lmm_config cfg = { .scheme = scheme, .flags = LMM_F_NO_THREADS | LMM_F_DEFER_FREE,
@@ -186,7 +186,7 @@ SCHEME_TEST(no_library_threads)
 }
 
 /* Every library thread goes through cfg.thread_create; without it, they are named. */
-SCHEME_TEST(threads_through_the_hook)
+SCHEME_TEST(runtime, threads_through_the_hook)
 {
 	struct lmm_domain *d = NULL;
 	struct lmm_config cfg = { .scheme = scheme, .flags = LMM_F_DEFER_FREE, .timeout_ms = 5000,
@@ -249,7 +249,7 @@ static void *reporter_main(void *arg)
 	return NULL;
 }
 
-Test(rcu, reporting_worker_never_nudged, .timeout = 60)
+Test(runtime, reporting_worker_never_nudged_rcu, .timeout = 60)
 {
 	struct lmm_domain *d = NULL;
 	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .rcu_nudge_ms = 10, .timeout_ms = 10000 };
@@ -281,7 +281,7 @@ Test(rcu, reporting_worker_never_nudged, .timeout = 60)
 }
 #endif
 
-SCHEME_TEST(quiescent_is_harmless)
+SCHEME_TEST(runtime, quiescent_is_harmless)
 {
 	struct lmm_domain *d = h_domain(scheme, 0, 0);
 	struct lmm_worker *w = h_online(d);
