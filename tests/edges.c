@@ -152,6 +152,7 @@ struct holder {
 	struct lmm_domain *d;
 	struct lmm_ctx *a;
 	bool block, idle, altstack;
+	bool running; /* stays in a task of a (lmm_membarrier's target) instead of going lazy */
 	atomic_int step; /* main -> holder: 1 unblock, 2 offline and exit */
 	atomic_bool ready, done;
 	pthread_t th;
@@ -169,7 +170,8 @@ static void *holder_main(void *arg)
 	if (h->block)
 		sig_mask(lmm_default_signo(), SIG_BLOCK);
 	lmm_switch(w, h->a);
-	lmm_switch(w, NULL); /* lazy on a */
+	if (!h->running)
+		lmm_switch(w, NULL); /* lazy on a */
 	if (h->idle)
 		lmm_idle_enter(w);
 	atomic_store(&h->ready, true);
@@ -177,6 +179,8 @@ static void *holder_main(void *arg)
 		nap_us(200);
 	if (h->idle)
 		lmm_idle_exit(w);
+	if (h->running)
+		lmm_switch(w, NULL);
 	if (h->block) {
 		lmm_worker_offline(w); /* leaves a: nothing of ours is needed any more */
 		while (atomic_load(&h->step) < 2)
@@ -297,6 +301,73 @@ SCHEME_TEST(cancel_in_final_put)
 	finish(d);
 	cr_assert_eq(atomic_load(&a->frees), 1);
 	free(a);
+}
+
+/*
+ * lmm_membarrier's signal fallback waits for the workers' handlers
+ * (nanosleep between polls): with a worker in a task of the context and the
+ * signal blocked, it waits until timeout_ms. Cancelled there, the thread
+ * must carry on to the end of the call, which is no cancellation point.
+ * Under membarrier(2) the call never waits: nothing to cancel.
+ */
+struct barrier_caller {
+	struct lmm_ctx *ctx;
+	atomic_bool calling;
+	atomic_int ret; /* 1 until the call returned */
+};
+
+static void *membarrier_caller_main(void *arg)
+{
+	struct barrier_caller *b = arg;
+	atomic_store(&b->calling, true);
+	atomic_store(&b->ret, lmm_membarrier(b->ctx));
+	for (;;)
+		pause(); /* a cancellation point: the test cancels us here at the latest */
+	return NULL;
+}
+
+SCHEME_TEST(cancel_in_membarrier_fallback)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	struct lmm_domain *d = domain_timeout(scheme, 300);
+	struct tctx *a = h_ctx(d, true);
+	struct holder h = { .d = d, .a = &a->ctx, .block = true, .running = true };
+	holder_start(&h); /* in a task of a, signal blocked: the fallback waits for timeout_ms */
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	uint64_t sent = st.signals_sent;
+	int ret = lmm_membarrier(&a->ctx);
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	bool fallback = st.signals_sent != sent;
+	if (fallback) {
+		cr_assert_eq(ret, -ETIMEDOUT, "lmm_membarrier: %d", ret);
+		struct barrier_caller b = { .ctx = &a->ctx };
+		atomic_init(&b.calling, false);
+		atomic_init(&b.ret, 1);
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, membarrier_caller_main, &b), 0);
+		while (!atomic_load(&b.calling))
+			nap_us(1000);
+		nap_us(50000); /* inside the wait */
+		cr_assert_eq(pthread_cancel(t), 0);
+		void *res;
+		cr_assert_eq(pthread_join(t, &res), 0);
+		cr_assert_eq(res, PTHREAD_CANCELED);
+		cr_assert_eq(atomic_load(&b.ret), -ETIMEDOUT,
+			     "lmm_membarrier cancelled inside its wait (%d): it is no cancellation point",
+			     atomic_load(&b.ret));
+	} else {
+		cr_assert_eq(ret, 0, "lmm_membarrier: %d", ret);
+	}
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	lmm_put(&a->ctx);
+	finish(d);
+	if (!fallback)
+		cr_skip_test("membarrier(2): lmm_membarrier never waits (run in a -Dmembarrier=false build)");
 }
 
 /* ---------- the handler on an alternate stack ---------- */
