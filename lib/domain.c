@@ -498,7 +498,7 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	atomic_init(&init->state, CTX_LIVE);
 	/* init's mask stays NULL: nothing ever scans it. */
 
-	int ret = -ENOMEM;
+	int ret = -ENOMEM, cancel;
 	if (pthread_mutex_init(&d->lock, NULL))
 		goto err_workers;
 	if (pthread_mutex_init(&d->barrier_lock, NULL))
@@ -532,7 +532,9 @@ err_signal:
 	if (need_signal)
 		lmm__signal_uninstall(d);
 err_thread:
+	cancel = cancel_off(); /* the join is a cancellation point */
 	defer_stop(d);
+	cancel_restore(cancel);
 err_cond:
 	pthread_cond_destroy(&d->defer_cond);
 err_defer_lock:

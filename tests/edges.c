@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -369,6 +370,51 @@ SCHEME_TEST(cancel_in_membarrier_fallback)
 	if (!fallback)
 		cr_skip_test("membarrier(2): lmm_membarrier never waits (run in a -Dmembarrier=false build)");
 }
+
+#ifdef LMM_HAVE_RCU
+/*
+ * lmm_domain_create's error path joins the threads it started (here the
+ * defer thread, when the rcu reclaim thread cannot be created). A cancel
+ * pending by then must not act inside the call: it would leave the domain
+ * half built and leaked.
+ */
+static int create_defer_then_fail(pthread_t *t, void *(*start)(void *), void *arg, const char *name,
+				  void *user)
+{
+	(void)user;
+	if (strcmp(name, "lmm-defer") == 0)
+		return pthread_create(t, NULL, start, arg);
+	pthread_cancel(pthread_self()); /* pending: acts at the next cancellation point */
+	return EAGAIN;
+}
+
+static void *failed_create_main(void *arg)
+{
+	atomic_int *out = arg;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops, .flags = LMM_F_DEFER_FREE,
+				  .thread_create = create_defer_then_fail };
+	struct lmm_domain *d = NULL;
+	atomic_store(out, lmm_domain_create(&cfg, &d));
+	pthread_testcancel();
+	return NULL;
+}
+
+Test(rcu, cancel_pending_in_failed_create, .timeout = 60)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	atomic_int ret;
+	atomic_init(&ret, 1);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, failed_create_main, &ret), 0);
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	cr_assert_eq(atomic_load(&ret), -EAGAIN,
+		     "lmm_domain_create cancelled inside its error path (%d)", atomic_load(&ret));
+}
+#endif
 
 /* ---------- the handler on an alternate stack ---------- */
 
