@@ -32,8 +32,9 @@
  * - fork(): a child may use no domain, worker or context it inherited, and
  *   its thread is no worker (lmm_worker_self() is NULL there). It may
  *   create, use and destroy new domains of every scheme, except rcu in the
- *   child of a process that had created an rcu domain: -ENOTRECOVERABLE
- *   (liburcu-qsbr's registry still lists the parent's reader threads).
+ *   child of a process that had created an rcu domain, or was creating one
+ *   when it forked: -ENOTRECOVERABLE (liburcu-qsbr's registry still lists
+ *   the parent's reader threads).
  * - Signal handlers: no lazymm call may be made from one, except the
  *   getters marked async-signal-safe (lmm_worker_self, _data, _id,
  *   lmm_active, lmm_current, lmm_ctx_domain, lmm_domain_signo), and
@@ -244,7 +245,7 @@ struct lmm_stats {
 /*
  * Create a domain. -EINVAL for a bad config (an unusable signo included),
  * -EPROTONOSUPPORT for a scheme not built in, -ENOTRECOVERABLE for rcu in
- * a child of a process that had an rcu domain (fork, above).
+ * a child of a process that had an rcu domain or was creating one (fork, above).
  */
 LMM_PUBLIC int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out);
 /* Destroy it. -EBUSY while workers are online, contexts live or frees pending. */

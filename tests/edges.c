@@ -595,6 +595,92 @@ Test(fork, while_creating_domains, .timeout = 120)
 }
 #endif
 
+#ifdef LMM_HAVE_RCU
+/*
+ * The same for rcu, whose reclaim thread registers with liburcu-qsbr as soon
+ * as it starts: a child forked once that thread exists must be refused rcu
+ * domains (-ENOTRECOVERABLE; liburcu's registry may have been copied locked,
+ * or listing a reader the child does not have), never left to hang. Each
+ * round runs in a fresh child (a process that never had an rcu domain), which
+ * churns rcu domains and forks: first just after the first reclaim thread was
+ * created (cfg.thread_create says when, and naps to hold the window open),
+ * then a few times more during the churn.
+ */
+static atomic_bool rcu_thread_made;
+
+static int slow_thread_create(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)name, (void)user;
+	int ret = pthread_create(t, NULL, start, arg);
+	if (!ret && !atomic_exchange(&rcu_thread_made, true))
+		nap_us(20000); /* the first domain's init is still running: the window */
+	return ret;
+}
+
+static void *rcu_churn_main(void *arg)
+{
+	(void)arg;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops, .thread_create = slow_thread_create };
+	while (!atomic_load(&churn_stop)) {
+		struct lmm_domain *d = NULL;
+		if (lmm_domain_create(&cfg, &d) == 0)
+			lmm_domain_destroy(d);
+	}
+	return NULL;
+}
+
+/* The grandchild: refused, or (had the fork come before the thread) a whole cycle. */
+static int grandchild_rcu(void)
+{
+	alarm(10);
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops };
+	struct lmm_domain *d = NULL;
+	int ret = lmm_domain_create(&cfg, &d);
+	if (ret == -ENOTRECOVERABLE)
+		return 0;
+	return ret ? 60 : 61; /* created: liburcu's state was copied from a process using it */
+}
+
+static int fork_during_rcu_create(void *arg)
+{
+	(void)arg;
+	atomic_store(&rcu_thread_made, false);
+	atomic_store(&churn_stop, false);
+	pthread_t t;
+	if (pthread_create(&t, NULL, rcu_churn_main, NULL))
+		return 50;
+	while (!atomic_load(&rcu_thread_made))
+		nap_us(100);
+	int bad = 0;
+	for (int i = 0; i < 4 && !bad; i++) {
+		pid_t pid = fork();
+		if (pid == -1)
+			return 51;
+		if (pid == 0)
+			_exit(grandchild_rcu());
+		int status;
+		if (waitpid(pid, &status, 0) != pid)
+			return 52;
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			bad = WIFEXITED(status) ? WEXITSTATUS(status) : 70;
+	}
+	atomic_store(&churn_stop, true);
+	pthread_join(t, NULL);
+	return bad;
+}
+
+Test(fork, while_creating_rcu_domains, .timeout = 120)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("TSan's runtime and fork() with other threads running: not reliable");
+#endif
+	if (getenv("LMM_TEST_QEMU")) /* set by .ci/run's qemu-user steps */
+		cr_skip_test("qemu-user aborts in a child that starts threads after a multi-threaded fork");
+	for (int i = 0; i < 20; i++)
+		in_child(fork_during_rcu_create, NULL, "grandchild forked while its parent created rcu domains");
+}
+#endif
+
 struct parent_state {
 	struct lmm_domain *d[4];
 	struct tctx *a[4];
