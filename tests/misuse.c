@@ -585,3 +585,86 @@ REL_TEST(misuse, failed_create_leaves_no_live_init, .timeout = 30)
 		cr_skip_test("the allocator did not hand the domain's memory out again");
 	cr_assert_neq(magic, CTX_MAGIC, "a failed lmm_domain_create left its init context live");
 }
+
+/* ---------- cancelled while LMM_F_DEBUG's free-time check waits ---------- */
+
+/*
+ * The check gives a worker that still shows the context 50 ms to move on
+ * (shootdown's self-clear window), napping meanwhile. Simulated with a
+ * worker still in a task of the context when its last put comes (refcount
+ * frees at once), which leaves a few milliseconds later. The thread that
+ * put is cancelled while the check naps: no lazymm call is a cancellation
+ * point, so the free still happens, the barrier and destroy say 0.
+ */
+struct debug_leaver {
+	struct lmm_domain *d;
+	struct rctx *a, *b;
+	atomic_bool ready, leave;
+	pthread_t th;
+};
+
+static void *debug_leaver_main(void *arg)
+{
+	struct debug_leaver *l = arg;
+	struct lmm_worker *w = NULL;
+	if (lmm_worker_online(l->d, NULL, &w))
+		rel_fail("online");
+	lmm_switch(w, &l->a->ctx);
+	atomic_store(&l->ready, true);
+	while (!atomic_load(&l->leave))
+		rel_nap_us(100);
+	lmm_switch(w, &l->b->ctx); /* the check sees a's active go */
+	lmm_switch(w, NULL);
+	lmm_unlazy(w);
+	if (lmm_worker_offline(w))
+		rel_fail("offline");
+	return NULL;
+}
+
+struct debug_putter {
+	struct rctx *a;
+	atomic_bool putting, returned;
+};
+
+static void *debug_putter_main(void *arg)
+{
+	struct debug_putter *p = arg;
+	atomic_store(&p->putting, true);
+	lmm_put(&p->a->ctx); /* final: the check waits for the leaver */
+	atomic_store(&p->returned, true);
+	for (;;)
+		pause(); /* a cancellation point: the test cancels us here at the latest */
+	return NULL;
+}
+
+Test(misuse, cancel_in_debug_free_check, .timeout = 30)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	struct debug_leaver l = { .d = rel_domain(LMM_SCHEME_REFCOUNT, LMM_F_DEBUG, 0) };
+	l.a = rel_new(l.d);
+	l.b = rel_new(l.d);
+	cr_assert_eq(pthread_create(&l.th, NULL, debug_leaver_main, &l), 0);
+	while (!atomic_load(&l.ready))
+		rel_nap_us(100);
+	struct debug_putter p = { .a = l.a };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, debug_putter_main, &p), 0);
+	while (!atomic_load(&p.putting))
+		rel_nap_us(100);
+	rel_nap_us(3000); /* inside the check's naps */
+	cr_assert_eq(pthread_cancel(t), 0);
+	rel_nap_us(2000);
+	atomic_store(&l.leave, true); /* well inside the check's 50 ms */
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	cr_assert(atomic_load(&p.returned), "lmm_put was cancelled inside LMM_F_DEBUG's free-time check");
+	cr_assert_eq(pthread_join(l.th, NULL), 0);
+	cr_assert_eq(atomic_load(&rel_frees), 1);
+	lmm_put(&l.b->ctx);
+	cr_assert_eq(lmm_barrier(l.d), 0);
+	cr_assert_eq(atomic_load(&rel_frees), 2);
+	cr_assert_eq(lmm_domain_destroy(l.d), 0);
+}
