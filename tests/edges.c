@@ -2,8 +2,9 @@
 /*
  * The edges a runtime reaches by doing ordinary things: a free hook that
  * releases its own memory and drops another context, a thread cancelled in
- * a final put, a signal still pending when the domain goes away, fork() from
- * a multi-threaded process, a live context initialised again, signal numbers
+ * a final put, in lmm_membarrier's fallback or in a failing create, a
+ * signal still pending when the domain goes away, fork() from a
+ * multi-threaded process, a live context initialised again, signal numbers
  * a runtime must not use, a worker with the signal blocked, a handler on an
  * alternate stack, and rcu's bounds (backpressure, counted lazy sleepers).
  * Public API only (tests/harness.c); each test names the rule it checks.
@@ -216,10 +217,41 @@ static void holder_start(struct holder *h)
  * domain is destroyed with the signal still pending; unblocking it then must
  * not kill the process (SIG_DFL for a realtime signal terminates).
  */
+/*
+ * refcount and hazard signal only in lmm_membarrier's fallback: a worker in
+ * a task of the context with the signal blocked makes it time out with the
+ * signal left pending; offline, destroy, unblock.
+ */
+static void pending_membarrier_signal(enum lmm_scheme scheme)
+{
+	struct lmm_domain *d = domain_timeout(scheme, 300);
+	struct tctx *a = h_ctx(d, true);
+	struct holder h = { .d = d, .a = &a->ctx, .block = true, .running = true };
+	holder_start(&h);
+	int ret = lmm_membarrier(&a->ctx);
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	bool fallback = st.signals_sent != 0;
+	cr_assert_eq(ret, fallback ? -ETIMEDOUT : 0, "lmm_membarrier: %d", ret);
+	atomic_store(&h.step, 1); /* offline with the signal pending */
+	while (lmm_stats(d, &st) == 0 && st.workers_online)
+		nap_us(200);
+	lmm_put(&a->ctx);
+	finish(d);
+	atomic_store(&h.step, 2); /* unblock: the pending signal lands with no domain left */
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	cr_assert(atomic_load(&h.done));
+	if (!fallback)
+		cr_skip_test("%s sends no signal under membarrier(2) (run in a -Dmembarrier=false build)",
+			     lmm_scheme_name(scheme));
+}
+
 SCHEME_TEST(pending_signal_outlives_domain)
 {
-	if (!uses_signals(scheme))
-		cr_skip_test("%s sends no signal (outside the lmm_membarrier fallback)", lmm_scheme_name(scheme));
+	if (!uses_signals(scheme)) {
+		pending_membarrier_signal(scheme);
+		return;
+	}
 	struct lmm_domain *d = domain_timeout(scheme, 3000);
 	struct tctx *a = h_ctx(d, true);
 	struct holder h = { .d = d, .a = &a->ctx, .block = true };
@@ -430,13 +462,18 @@ static void alt_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lm
 	harness_ops.switch_ctx(w, prev, next, flags);
 }
 
-/* A runtime with small green-thread stacks gives its workers a sigaltstack. */
-Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
+/*
+ * A runtime with small green-thread stacks gives its workers a sigaltstack.
+ * shootdown: the last put signals the lazy holder, whose handler switches it
+ * to init. rcu: a grace period first nudges it (its lazy hold becomes
+ * counted), then the last put signals it and the handler leaves the context.
+ */
+static void handler_on_sigaltstack(enum lmm_scheme scheme)
 {
 	static struct lmm_ops ops;
 	ops = harness_ops;
 	ops.switch_ctx = alt_switch_ctx;
-	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .ops = &ops, .timeout_ms = 5000 };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &ops, .timeout_ms = 5000 };
 	struct lmm_domain *d = NULL;
 	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
 	size_t size = 64 * 1024;
@@ -447,7 +484,11 @@ Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
 	struct tctx *a = h_ctx(d, false); /* read after its free */
 	struct holder h = { .d = d, .a = &a->ctx, .altstack = true, .alt = alt, .alt_size = size };
 	holder_start(&h);
-	lmm_put(&a->ctx); /* the holder is signalled; its handler switches it to init */
+	if (scheme == LMM_SCHEME_RCU) {
+		lmm_put(&h_ctx(d, true)->ctx); /* a grace period the holder stalls: nudged */
+		cr_assert_eq(lmm_barrier(d), 0);
+	}
+	lmm_put(&a->ctx); /* the holder is signalled; its handler leaves a for init */
 	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
 		nap_us(1000);
 	cr_assert_eq(atomic_load(&a->frees), 1);
@@ -460,6 +501,13 @@ Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
 	free(alt);
 	free(a);
 }
+
+#ifdef LMM_HAVE_SHOOTDOWN
+Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60) { handler_on_sigaltstack(LMM_SCHEME_SHOOTDOWN); }
+#endif
+#ifdef LMM_HAVE_RCU
+Test(rcu, handler_runs_on_sigaltstack, .timeout = 60) { handler_on_sigaltstack(LMM_SCHEME_RCU); }
+#endif
 
 /* ---------- rcu's bounds ---------- */
 
