@@ -293,8 +293,13 @@ LMM_PUBLIC int lmm_domain_signo(const struct lmm_domain *d);
  * rcu, and every scheme in the lmm_membarrier fallback). A worker that
  * blocks it later is safe but slow: nothing is freed early, but the frees
  * and lmm_membarrier calls that need it wait until it unblocks, switches
- * away or goes offline (lmm_barrier may then return -ETIMEDOUT). A thread
- * that exits while online is taken offline.
+ * away or goes offline (lmm_barrier may then return -ETIMEDOUT). Except
+ * under rcu, when it holds the context by a counted lazy reference (asleep
+ * in the idle bracket, or nudged while lazy): the last lmm_put gives up
+ * on it after 100 ms, the count has not reached 0, so no free is due:
+ * frees_pending shows 0 and lmm_barrier returns 0 while the context lives
+ * on until the worker runs again. A thread that exits while online is
+ * taken offline.
  */
 LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out);
 /*

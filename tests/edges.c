@@ -560,6 +560,37 @@ static void sleeper_freed(bool idle)
 }
 
 Test(rcu, idle_sleeper_counted_hold_freed, .timeout = 60) { sleeper_freed(true); }
+
+/*
+ * The documented exception (lazymm.h, lmm_put(3), lmm_barrier(3),
+ * lazymm(7), rcu.md): a sleeper in the idle bracket that also blocks the
+ * signal cannot be made to leave. The last put gives up after 100 ms; the
+ * count has not reached 0, so no free is due: frees_pending says 0 and
+ * lmm_barrier returns 0 while the context lives on. Freed as soon as the
+ * worker runs again (lmm_idle_exit leaves a last counted hold).
+ */
+Test(rcu, blocked_idle_sleeper_holds_until_it_runs, .timeout = 60)
+{
+	struct lmm_domain *d = domain_timeout(LMM_SCHEME_RCU, 1000);
+	struct tctx *a = h_ctx(d, false); /* read after its free */
+	struct holder h = { .d = d, .a = &a->ctx, .idle = true, .block = true };
+	holder_start(&h);
+	lmm_put(&a->ctx); /* signals the sleeper, which blocks it: gives up after 100 ms */
+	cr_assert_eq(lmm_barrier(d), 0);
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	cr_assert_eq(st.frees_pending, 0);
+	cr_assert_eq(st.contexts_live, 1);
+	cr_assert_eq(atomic_load(&a->frees), 0);
+	atomic_store(&h.step, 1); /* lmm_idle_exit: the worker leaves a, whose count reaches 0 */
+	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
+		nap_us(1000);
+	cr_assert_eq(atomic_load(&a->frees), 1, "not freed once the sleeper ran again");
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	finish(d);
+	free(a);
+}
 Test(rcu, nudged_sleeper_counted_hold_freed, .timeout = 60) { sleeper_freed(false); }
 #endif
 
