@@ -32,8 +32,9 @@
  * - fork(): a child may use no domain, worker or context it inherited, and
  *   its thread is no worker (lmm_worker_self() is NULL there). It may
  *   create, use and destroy new domains of every scheme, except rcu in the
- *   child of a process that had created an rcu domain: -ENOTRECOVERABLE
- *   (liburcu-qsbr's registry still lists the parent's reader threads).
+ *   child of a process that had created an rcu domain, or was creating one
+ *   when it forked: -ENOTRECOVERABLE (liburcu-qsbr's registry still lists
+ *   the parent's reader threads).
  * - Signal handlers: no lazymm call may be made from one, except the
  *   getters marked async-signal-safe (lmm_worker_self, _data, _id,
  *   lmm_active, lmm_current, lmm_ctx_domain, lmm_domain_signo), and
@@ -245,7 +246,7 @@ struct lmm_stats {
 /*
  * Create a domain. -EINVAL for a bad config (an unusable signo included),
  * -EPROTONOSUPPORT for a scheme not built in, -ENOTRECOVERABLE for rcu in
- * a child of a process that had an rcu domain (fork, above).
+ * a child of a process that had an rcu domain or was creating one (fork, above).
  */
 LMM_PUBLIC int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out);
 /* Destroy it. -EBUSY while workers are online, contexts live or frees pending. */
@@ -293,8 +294,13 @@ LMM_PUBLIC int lmm_domain_signo(const struct lmm_domain *d);
  * rcu, and every scheme in the lmm_membarrier fallback). A worker that
  * blocks it later is safe but slow: nothing is freed early, but the frees
  * and lmm_membarrier calls that need it wait until it unblocks, switches
- * away or goes offline (lmm_barrier may then return -ETIMEDOUT). A thread
- * that exits while online is taken offline.
+ * away or goes offline (lmm_barrier may then return -ETIMEDOUT). Except
+ * under rcu, when it holds the context by a counted lazy reference (asleep
+ * in the idle bracket, or nudged while lazy): the last lmm_put gives up
+ * on it after 100 ms, the count has not reached 0, so no free is due:
+ * frees_pending shows 0 and lmm_barrier returns 0 while the context lives
+ * on until the worker runs again. A thread that exits while online is
+ * taken offline.
  */
 LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out);
 /*

@@ -172,5 +172,8 @@ int lmm_membarrier(struct lmm_ctx *ctx)
 		return -EINVAL;
 	if (!lmm__membarrier_fallback())
 		return lmm_plat_membarrier();
-	return membarrier_signals(c);
+	int cancel = cancel_off(); /* wait_batch's naps are cancellation points */
+	int ret = membarrier_signals(c);
+	cancel_restore(cancel);
+	return ret;
 }

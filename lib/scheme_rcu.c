@@ -79,7 +79,12 @@ static unsigned gp_waiting; /* grace periods in progress, under all_lock */
 static __thread bool is_reclaimer;
 /* rcu_signal runs (maybe in the handler): drops become leave_torn's atomic decrement. */
 static __thread bool in_signal;
-/* A child of a process that had rcu domains: liburcu-qsbr's registry lists ghosts (fork). */
+/*
+ * rcu_used: this process may have touched liburcu-qsbr (set, under all_lock,
+ * before an rcu domain's reclaim thread is started; never cleared).
+ * forked_after_rcu: a child of such a process, whose liburcu-qsbr registry
+ * lists ghosts or was copied locked (fork).
+ */
 static bool rcu_used, forked_after_rcu;
 
 static inline struct ctx_impl *queue_next(struct ctx_impl *c)
@@ -752,6 +757,17 @@ static int rcu_domain_init(struct lmm_domain *d)
 		goto err_lock;
 	if (pthread_cond_init(&rd->progress, &ca))
 		goto err_wake;
+	/*
+	 * Before the reclaim thread exists: it registers with liburcu-qsbr at
+	 * once, and a fork from then on may copy liburcu's registry locked or
+	 * listing it (rcu_atfork refuses rcu to such a child). Under all_lock,
+	 * which the fork's prepare takes. Not undone if the thread cannot be
+	 * started: another domain may have set it meanwhile; a child refused
+	 * for nothing is safe.
+	 */
+	pthread_mutex_lock(&all_lock);
+	rcu_used = true;
+	pthread_mutex_unlock(&all_lock);
 	ret = lmm__thread_start(d, &rd->thread, reclaim_main, rd, "lmm-rcu");
 	if (ret)
 		goto err_progress;
@@ -760,7 +776,6 @@ static int rcu_domain_init(struct lmm_domain *d)
 	pthread_mutex_lock(&all_lock);
 	rd->next = all_domains;
 	all_domains = rd;
-	rcu_used = true;
 	pthread_mutex_unlock(&all_lock);
 	return 0;
 

@@ -552,3 +552,122 @@ SCHEME_TEST_OPTS(misuse, switch_ctx_reenters, .timeout = 30)
 	reentry_kind = REENTER_UNLAZY;
 	expect_abort(reentry, &scheme, "lazymm: lmm_unlazy: called from inside switch_ctx");
 }
+
+/* ---------- a domain that failed to be created leaves no live context behind ---------- */
+
+static void *failed_domain;
+
+static int create_fails(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)t, (void)start, (void)name, (void)user;
+	failed_domain = arg; /* the defer thread's argument: the domain being built */
+	return EAGAIN;
+}
+
+/*
+ * lmm_domain_create's error paths free the domain after its init context
+ * was made live. Memory given back must not look like a live context when
+ * the application reuses it (lmm_ctx_init would say -EBUSY): clear the
+ * magic, as lmm_domain_destroy does. Seen through the allocator's reuse of
+ * the chunk (glibc); a sanitizer's quarantine never reuses it: skipped.
+ */
+SCHEME_TEST_OPTS(misuse, failed_create_leaves_no_live_init, .timeout = 30)
+{
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops, .flags = LMM_F_DEFER_FREE,
+				  .thread_create = create_fails };
+	struct lmm_domain *d = NULL;
+	failed_domain = NULL;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), -EAGAIN);
+	cr_assert_not_null(failed_domain);
+	void *p = malloc(sizeof(struct lmm_domain)); /* the same size class as the domain's chunk */
+	cr_assert_not_null(p);
+	bool reused = p == failed_domain;
+	/* What lmm_ctx_init would read there: the bytes the domain left (volatile: not initialised by us). */
+	unsigned magic = reused ? *(volatile unsigned *)&ctx_impl(&((struct lmm_domain *)p)->init)->magic : 0;
+	free(p);
+	if (!reused)
+		cr_skip_test("the allocator did not hand the domain's memory out again");
+	cr_assert_neq(magic, CTX_MAGIC, "a failed lmm_domain_create left its init context live");
+}
+
+/* ---------- cancelled while LMM_F_DEBUG's free-time check waits ---------- */
+
+/*
+ * The check gives a worker that still shows the context 50 ms to move on
+ * (shootdown's self-clear window), napping meanwhile. Simulated with a
+ * worker still in a task of the context when its last put comes (refcount
+ * frees at once), which leaves a few milliseconds later. The thread that
+ * put is cancelled while the check naps: no lazymm call is a cancellation
+ * point, so the free still happens, the barrier and destroy say 0.
+ */
+struct debug_leaver {
+	struct lmm_domain *d;
+	struct tctx *a, *b;
+	atomic_bool ready, leave;
+	pthread_t th;
+};
+
+static void *debug_leaver_main(void *arg)
+{
+	struct debug_leaver *l = arg;
+	struct lmm_worker *w = NULL;
+	if (lmm_worker_online(l->d, NULL, &w))
+		h_fail("online");
+	lmm_switch(w, &l->a->ctx);
+	atomic_store(&l->ready, true);
+	while (!atomic_load(&l->leave))
+		h_nap_us(100);
+	lmm_switch(w, &l->b->ctx); /* the check sees a's active go */
+	lmm_switch(w, NULL);
+	lmm_unlazy(w);
+	if (lmm_worker_offline(w))
+		h_fail("offline");
+	return NULL;
+}
+
+struct debug_putter {
+	struct tctx *a;
+	atomic_bool putting, returned;
+};
+
+static void *debug_putter_main(void *arg)
+{
+	struct debug_putter *p = arg;
+	atomic_store(&p->putting, true);
+	lmm_put(&p->a->ctx); /* final: the check waits for the leaver */
+	atomic_store(&p->returned, true);
+	for (;;)
+		pause(); /* a cancellation point: the test cancels us here at the latest */
+	return NULL;
+}
+
+Test(misuse, cancel_in_debug_free_check_refcount, .timeout = 30)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	struct debug_leaver l = { .d = h_domain_timeout(LMM_SCHEME_REFCOUNT, LMM_F_DEBUG, 8, 0) };
+	l.a = h_ctx(l.d, true);
+	l.b = h_ctx(l.d, true);
+	cr_assert_eq(pthread_create(&l.th, NULL, debug_leaver_main, &l), 0);
+	while (!atomic_load(&l.ready))
+		h_nap_us(100);
+	struct debug_putter p = { .a = l.a };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, debug_putter_main, &p), 0);
+	while (!atomic_load(&p.putting))
+		h_nap_us(100);
+	h_nap_us(3000); /* inside the check's naps */
+	cr_assert_eq(pthread_cancel(t), 0); /* acted on at pause(), after lmm_put returned */
+	atomic_store(&l.leave, true); /* well inside the check's 50 ms */
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	cr_assert(atomic_load(&p.returned), "lmm_put was cancelled inside LMM_F_DEBUG's free-time check");
+	cr_assert_eq(pthread_join(l.th, NULL), 0);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
+	lmm_put(&l.b->ctx);
+	cr_assert_eq(lmm_barrier(l.d), 0);
+	cr_assert_eq(atomic_load(&harness_frees), 2);
+	cr_assert_eq(lmm_domain_destroy(l.d), 0);
+}
