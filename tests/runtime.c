@@ -249,35 +249,82 @@ static void *reporter_main(void *arg)
 	return NULL;
 }
 
-Test(rcu, reporting_worker_never_nudged, .timeout = 60)
+struct churn {
+	struct lmm_domain *d;
+	int rounds;
+	int failed; /* lmm_barrier errors (asserted on the test's thread) */
+	pthread_t th;
+};
+
+/* Grace periods the lazy sleeper stalls: each one ends only after nudges. */
+static void *churn_main(void *arg)
 {
-	struct lmm_domain *d = NULL;
-	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .rcu_nudge_ms = 10, .timeout_ms = 10000 };
-	cr_assert_eq(create(&cfg, &d), 0);
-	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
-	struct reporter rep = { .d = d, .a = &a->ctx, .report = true };
-	struct reporter lazy = { .d = d, .a = &b->ctx, .report = false };
+	struct churn *c = arg;
+	for (int i = 0; i < c->rounds; i++) {
+		lmm_put(&h_ctx(c->d, true)->ctx);
+		c->failed += lmm_barrier(c->d) != 0;
+	}
+	return NULL;
+}
+
+/*
+ * The reporter runs in domain a; the lazy sleeper, which reports nothing,
+ * in domain b (b == a: one domain). Grace periods begin in both, each
+ * domain nudging on its own clock: nudges reach the sleeper, never the
+ * reporter, whichever domain sends them.
+ */
+static void reporting_worker_case(struct lmm_domain *a, struct lmm_domain *b)
+{
+	struct lmm_stats sa, sb;
+	cr_assert_eq(lmm_stats(a, &sa), 0);
+	uint64_t sent_before = sa.signals_sent; /* the one-domain case's, to the sleeper */
+	struct tctx *ta = h_ctx(a, false), *tb = h_ctx(b, false);
+	struct reporter rep = { .d = a, .a = &ta->ctx, .report = true };
+	struct reporter lazy = { .d = b, .a = &tb->ctx, .report = false };
 	cr_assert_eq(pthread_create(&rep.th, NULL, reporter_main, &rep), 0);
 	cr_assert_eq(pthread_create(&lazy.th, NULL, reporter_main, &lazy), 0);
 	nap_us(20000);
-	for (int i = 0; i < 20; i++) {
-		lmm_put(&h_ctx(d, true)->ctx); /* a grace period the lazy sleeper stalls */
-		cr_assert_eq(lmm_barrier(d), 0);
-	}
-	struct lmm_stats st;
-	cr_assert_eq(lmm_stats(d, &st), 0);
-	cr_assert_gt(st.rcu_nudges, 0, "the sleeper, which reports nothing, is nudged");
+	struct churn ca = { .d = a, .rounds = 20 }, cb = { .d = b, .rounds = 20 };
+	cr_assert_eq(pthread_create(&ca.th, NULL, churn_main, &ca), 0);
+	if (b != a)
+		cr_assert_eq(pthread_create(&cb.th, NULL, churn_main, &cb), 0);
+	cr_assert_eq(pthread_join(ca.th, NULL), 0);
+	if (b != a)
+		cr_assert_eq(pthread_join(cb.th, NULL), 0);
+	cr_assert_eq(ca.failed + cb.failed, 0, "lmm_barrier failed");
+	cr_assert_eq(lmm_stats(a, &sa), 0);
+	cr_assert_eq(lmm_stats(b, &sb), 0);
+	cr_assert_gt(sa.rcu_nudges + (b != a ? sb.rcu_nudges : 0), 0,
+		     "the sleeper, which reports nothing, is nudged");
+	/* signals_sent counts per receiving worker's domain: a's is the reporter's alone. */
+	if (b != a)
+		cr_assert_eq(sa.signals_sent, sent_before, "the reporting worker was signalled %llu times",
+			     (unsigned long long)(sa.signals_sent - sent_before));
 	cr_assert_eq(atomic_load(&rep.interrupted), 0, "the reporting worker was signalled");
 	atomic_store(&rep.stop, true);
 	atomic_store(&lazy.stop, true);
 	cr_assert_eq(pthread_join(rep.th, NULL), 0);
 	cr_assert_eq(pthread_join(lazy.th, NULL), 0);
-	lmm_put(&a->ctx);
-	lmm_put(&b->ctx);
-	cr_assert_eq(lmm_barrier(d), 0);
-	cr_assert_eq(lmm_domain_destroy(d), 0);
-	free(a);
-	free(b);
+	lmm_put(&ta->ctx);
+	lmm_put(&tb->ctx);
+	cr_assert_eq(lmm_barrier(a), 0);
+	cr_assert_eq(lmm_barrier(b), 0);
+	free(ta);
+	free(tb);
+}
+
+Test(rcu, reporting_worker_never_nudged, .timeout = 60)
+{
+	struct lmm_domain *a = NULL, *b = NULL;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .rcu_nudge_ms = 10, .timeout_ms = 10000 };
+	cr_assert_eq(create(&cfg, &a), 0);
+	reporting_worker_case(a, a);
+	/* Two rcu domains: grace periods span both, and so do their nudges. */
+	cfg = (struct lmm_config){ .scheme = LMM_SCHEME_RCU, .rcu_nudge_ms = 5, .timeout_ms = 10000 };
+	cr_assert_eq(create(&cfg, &b), 0);
+	reporting_worker_case(a, b);
+	cr_assert_eq(lmm_domain_destroy(b), 0);
+	cr_assert_eq(lmm_domain_destroy(a), 0);
 }
 #endif
 
