@@ -378,11 +378,12 @@ LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
 LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
 /*
  * rcu: the calling worker @w reports a quiescent state, from the runtime's
- * own loop (after each KVM_RUN exit, each event-loop turn). A worker that
- * reported since a grace period's last nudge round is not nudged in the
- * next, so one that reports more often than cfg.rcu_nudge_ms is never
- * signalled for a grace period; the nudge stays the fallback for workers
- * that do not report. A lazy hold is settled (counted) first. Allowed in
+ * own loop (after each KVM_RUN exit, each event-loop turn). Grace periods
+ * span all rcu domains of the process, and each domain's nudge round skips
+ * a worker that reported within that domain's cfg.rcu_nudge_ms: one that
+ * reports more often than the smallest rcu_nudge_ms of the process's rcu
+ * domains is never signalled for a grace period; the nudge stays the
+ * fallback for workers that do not report. A lazy hold is settled (counted) first. Allowed in
  * the idle bracket, where it does nothing; a no-op for the other schemes.
  * Only @w's own thread.
  */
