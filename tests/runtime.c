@@ -218,6 +218,87 @@ SCHEME_TEST(threads_through_the_hook)
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
+/*
+ * shootdown starts its reclaim thread at the first hand-off, inside
+ * lmm_put: the hook runs there with no lock of the library's held. The
+ * hook waits for the runtime's own lock, held by a runtime thread that
+ * calls lmm_barrier meanwhile (which takes the shootdown's lock): with
+ * the library's lock held across the hook, the two would deadlock.
+ */
+static pthread_mutex_t app_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool app_hook_entered;
+
+static int locking_thread_create(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)user;
+	if (strcmp(name, "lmm-shootdown") == 0) {
+		atomic_store(&app_hook_entered, true);
+		pthread_mutex_lock(&app_lock); /* the runtime's thread registry, say */
+		pthread_mutex_unlock(&app_lock);
+	}
+	return pthread_create(t, NULL, start, arg);
+}
+
+struct app_thread {
+	struct lmm_domain *d;
+	atomic_bool locked, done;
+	pthread_t th;
+};
+
+static void *app_main(void *arg)
+{
+	struct app_thread *a = arg;
+	pthread_mutex_lock(&app_lock);
+	atomic_store(&a->locked, true);
+	while (!atomic_load(&app_hook_entered))
+		nap_us(100);
+	lmm_barrier(a->d); /* -ETIMEDOUT: the context handed off is due, its thread not yet started */
+	pthread_mutex_unlock(&app_lock);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+struct dropper {
+	struct lmm_ctx *a;
+	pthread_t th;
+};
+
+static void *dropper_main(void *arg)
+{
+	struct dropper *p = arg;
+	lmm_put(p->a); /* the holder blocks the signal: handed off, the thread started */
+	return NULL;
+}
+
+Test(shootdown, thread_create_runs_without_library_locks, .timeout = 60)
+{
+	struct lmm_domain *d = NULL;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .flags = LMM_F_DEFER_FREE,
+				  .timeout_ms = 300, .thread_create = locking_thread_create };
+	cr_assert_eq(create(&cfg, &d), 0);
+	struct tctx *a = h_ctx(d, false);
+	struct lazy_holder h = { .d = d, .a = &a->ctx };
+	holder_start(&h);
+	struct app_thread app = { .d = d };
+	cr_assert_eq(pthread_create(&app.th, NULL, app_main, &app), 0);
+	while (!atomic_load(&app.locked))
+		nap_us(100);
+	struct dropper dr = { .a = &a->ctx };
+	cr_assert_eq(pthread_create(&dr.th, NULL, dropper_main, &dr), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&app.done); i++)
+		nap_us(1000);
+	cr_assert(atomic_load(&app.done), "lmm_barrier blocked while lmm_put ran thread_create: a library lock was held");
+	cr_assert_eq(pthread_join(app.th, NULL), 0);
+	cr_assert_eq(pthread_join(dr.th, NULL), 0);
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+}
+
 /* ---------- rcu: a runtime that reports quiescent states is never nudged ---------- */
 
 #ifdef LMM_HAVE_RCU
