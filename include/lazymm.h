@@ -147,7 +147,12 @@ struct lmm_ops {
  * Creates one library thread in the runtime's way (name, affinity,
  * scheduling policy, signal mask): cfg.thread_create. Returns 0 or an
  * errno value, as pthread_create. @name: "lmm-defer", "lmm-shootdown" or
- * "lmm-rcu". @user: cfg.thread_user.
+ * "lmm-rcu". @user: cfg.thread_user. Runs on the caller's thread with no
+ * lock of the library held: inside lmm_domain_create (lmm-defer, lmm-rcu;
+ * a failure fails the call) and, under shootdown, inside the lmm_put or
+ * lmm_drop whose final drop first hands a context to lmm-shootdown (a
+ * failure there is not reported: that caller goes on signalling and
+ * waiting for the holders itself, and the next hand-off tries again).
  */
 typedef int (*lmm_thread_create_fn)(pthread_t *thread, void *(*start)(void *), void *arg,
 				    const char *name, void *user);
