@@ -271,6 +271,7 @@ LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
  * -EINVAL for a domain with threads, -EDEADLK from inside free. Never
  * waits for other threads. Not a cancellation point.
  */
+/* Hooks: LMM_F_NO_THREADS: free. */
 LMM_PUBLIC int lmm_poll(struct lmm_domain *d);
 /*
  * Fill the first @size bytes of @out with the domain's counters (zero past
