@@ -509,7 +509,7 @@ Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
 
 /* ---------- a hook that calls back into the switch path ---------- */
 
-enum reentry { REENTER_SWITCH, REENTER_UNLAZY };
+enum reentry { REENTER_SWITCH, REENTER_UNLAZY, REENTER_IDLE_ENTER, REENTER_IDLE_EXIT, REENTER_QUIESCENT, REENTER_OFFLINE };
 static enum reentry reentry_kind;
 static struct lmm_ctx *reentry_target;
 
@@ -517,10 +517,26 @@ static void reentering_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct
 {
 	(void)prev, (void)flags;
 	if (next == reentry_target) {
-		if (reentry_kind == REENTER_SWITCH)
+		switch (reentry_kind) {
+		case REENTER_SWITCH:
 			lmm_switch(w, lmm_init_ctx(lmm_ctx_domain(next)));
-		else
+			break;
+		case REENTER_UNLAZY:
 			lmm_unlazy(w);
+			break;
+		case REENTER_IDLE_ENTER:
+			lmm_idle_enter(w);
+			break;
+		case REENTER_IDLE_EXIT:
+			lmm_idle_exit(w);
+			break;
+		case REENTER_QUIESCENT:
+			lmm_quiescent(w);
+			break;
+		case REENTER_OFFLINE:
+			lmm_worker_offline(w);
+			break;
+		}
 	}
 }
 
@@ -547,4 +563,17 @@ REL_TEST(misuse, switch_ctx_reenters, .timeout = 30)
 	expect_abort(reentry, &scheme, "lazymm: lmm_switch: called from inside switch_ctx");
 	reentry_kind = REENTER_UNLAZY;
 	expect_abort(reentry, &scheme, "lazymm: lmm_unlazy: called from inside switch_ctx");
+}
+
+/* The idle bracket, a quiescent report and going offline are the worker loop's, never a hook's. */
+REL_TEST(misuse, switch_ctx_calls_the_worker_loop, .timeout = 30)
+{
+	reentry_kind = REENTER_IDLE_ENTER;
+	expect_abort(reentry, &scheme, "lazymm: lmm_idle_enter: called from inside switch_ctx");
+	reentry_kind = REENTER_IDLE_EXIT;
+	expect_abort(reentry, &scheme, "lazymm: lmm_idle_exit: called from inside switch_ctx");
+	reentry_kind = REENTER_QUIESCENT;
+	expect_abort(reentry, &scheme, "lazymm: lmm_quiescent: called from inside switch_ctx");
+	reentry_kind = REENTER_OFFLINE;
+	expect_abort(reentry, &scheme, "lazymm: lmm_worker_offline: called from inside switch_ctx");
 }
