@@ -120,7 +120,9 @@ struct lmm_ops {
 	 * instance by only marking the worker and finishing the unload at
 	 * its next switch. (0.2: the @flags argument is new.) It must not
 	 * call lmm_switch or lmm_unlazy (they abort, naming the call, when
-	 * they would install), nor lmm_idle_*, lmm_worker_* or lmm_barrier.
+	 * they would install), lmm_idle_enter, lmm_idle_exit, lmm_quiescent or
+	 * lmm_worker_offline (they abort, naming the call), nor
+	 * lmm_worker_online or lmm_barrier (undefined).
 	 */
 	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next,
 			   unsigned flags);
@@ -305,7 +307,8 @@ LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_wo
 /*
  * The calling thread leaves (hotplug). -EBUSY while a context is current;
  * otherwise it switches to init and drops its lazy hold before it stops being
- * visible to the scheme. -EPERM from a thread that is not @w.
+ * visible to the scheme. -EPERM from a thread that is not @w. From
+ * switch_ctx it aborts, naming the call.
  */
 /* Hooks: switch_ctx (to init); refcount, hazard: free. So does a thread's exit while online. */
 LMM_PUBLIC int lmm_worker_offline(struct lmm_worker *w);
@@ -320,8 +323,9 @@ LMM_PUBLIC struct lmm_worker *lmm_worker_self(void);
  * that need nothing. Between the two, no lmm_switch (under rcu the worker
  * is then RCU-offline: a context it switched to could be freed while
  * installed); lmm_unlazy and lmm_worker_offline are allowed. A switch
- * inside the bracket, a nested lmm_idle_enter or an lmm_idle_exit without
- * one abort, naming the call, under every scheme.
+ * inside the bracket, a nested lmm_idle_enter, an lmm_idle_exit without
+ * one, or either called from switch_ctx abort, naming the call, under
+ * every scheme.
  */
 /* Hooks, both: rcu: switch_ctx (to init, leaving a context that is going away). */
 LMM_PUBLIC void lmm_idle_enter(struct lmm_worker *w);
@@ -391,7 +395,7 @@ LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
  * domains is never signalled for a grace period; the nudge stays the
  * fallback for workers that do not report. A lazy hold is settled (counted) first. Allowed in
  * the idle bracket, where it does nothing; a no-op for the other schemes.
- * Only @w's own thread.
+ * Only @w's own thread; from switch_ctx it aborts, naming the call.
  */
 /* Hooks: rcu: switch_ctx (to init, as lmm_idle_enter). */
 LMM_PUBLIC void lmm_quiescent(struct lmm_worker *w);
