@@ -49,7 +49,11 @@
  * decides who).
  */
 #define RCU_ORPHAN 0
-/* w->scheme_cold[RCU_REPORTED]: the nudge round of the worker's last report (nudge_all skips it). */
+/*
+ * w->scheme_cold[RCU_REPORTED]: when the worker last reported, in
+ * microseconds of the monotonic clock (0: never). A nudge round skips a
+ * worker that reported within its domain's nudge delay (nudge_worker).
+ */
 #define RCU_REPORTED 1
 #define LEAVE_WAIT_NS (100ull * 1000000) /* users_zero's bounded wait for sleepers to leave */
 
@@ -162,11 +166,22 @@ static void drain_orphan(struct lmm_worker *w)
 }
 
 /*
- * Nudge rounds, numbered for the process: a new one begins with every
- * grace period and after every round of nudges. A worker that reported in
- * the current round is not nudged (nudge_worker).
+ * A time stamp, not a round number: grace periods span every rcu domain
+ * of the process, and each domain nudges on its own clock. A round count
+ * shared by the domains made each domain's grace period or nudge round
+ * stale every earlier report, and a worker that reported every 0.1 ms was
+ * nudged; one per domain would need a stamp per worker and domain. With the
+ * time, a worker that reported within the nudging domain's delay is left
+ * alone whoever nudges. A round runs at least nudge_ns after its grace
+ * period began (wait_grace_period), so a report that recent came after the
+ * beginning, as with the round number.
  */
-static atomic_ulong nudge_round;
+static inline uintptr_t now_us(void)
+{
+	/* Truncated on 32-bit: compared modulo 2^32 us (71 min), delays are at most 100 s. */
+	uintptr_t t = (uintptr_t)(lmm_plat_now_ns() / 1000);
+	return t ? t : 1;
+}
 
 /* Report a quiescent state if the thread is an online reader. */
 static inline void report_qs(struct lmm_worker *w)
@@ -175,11 +190,11 @@ static inline void report_qs(struct lmm_worker *w)
 		return;
 	urcu_qsbr_quiescent_state();
 	/*
-	 * Relaxed: a hint for nudge_worker. A stale round there costs one
+	 * Relaxed: a hint for nudge_worker. A stale stamp there costs one
 	 * needless nudge, or delays one by a round; liburcu orders the report.
+	 * clock_gettime is async-signal-safe (the nudge handler reports too).
 	 */
-	atomic_store_explicit(&w->scheme_cold[RCU_REPORTED],
-			      atomic_load_explicit(&nudge_round, memory_order_relaxed), memory_order_relaxed);
+	atomic_store_explicit(&w->scheme_cold[RCU_REPORTED], now_us(), memory_order_relaxed);
 }
 
 /* An online reader settles its lazy hold, then reports. In critical (or the signal hook). */
@@ -400,9 +415,6 @@ static void set_want(struct lmm_worker *w, void *arg)
 static void want_qs(bool begin)
 {
 	pthread_mutex_lock(&all_lock);
-	if (begin)
-		/* Relaxed: a hint (report_qs); reports before this grace period do not count. */
-		atomic_fetch_add_explicit(&nudge_round, 1, memory_order_relaxed);
 	if (begin ? gp_waiting++ == 0 : --gp_waiting == 0)
 		for_each_rcu_worker(set_want, (void *)(uintptr_t)begin);
 	pthread_mutex_unlock(&all_lock);
@@ -420,9 +432,13 @@ static void nudge_worker(struct lmm_worker *w, void *arg)
 	 * that came online is covered by the next round. */
 	if (!atomic_load_explicit(&w->online, memory_order_relaxed) || !(rs_get(w) & RS_ONLINE))
 		return;
-	/* Relaxed: hints (report_qs). It reported since this round began: leave it be. */
-	if (atomic_load_explicit(&w->scheme_cold[RCU_REPORTED], memory_order_relaxed) ==
-	    atomic_load_explicit(&nudge_round, memory_order_relaxed))
+	/*
+	 * Relaxed: a hint (report_qs). It reported within our nudge delay:
+	 * leave it be. The clock read after the stamp: a report racing with
+	 * this round is never in the future.
+	 */
+	uintptr_t reported = atomic_load_explicit(&w->scheme_cold[RCU_REPORTED], memory_order_relaxed);
+	if (reported && now_us() - reported < (uintptr_t)(n->rd->nudge_ns / 1000))
 		return;
 	if (lmm__signal_worker(w))
 		n->sent++;
@@ -433,8 +449,6 @@ static void nudge_all(struct rcu_domain *rd)
 	struct nudge_round n = { .rd = rd };
 	pthread_mutex_lock(&all_lock);
 	for_each_rcu_worker(nudge_worker, &n);
-	/* Relaxed: the round number is a hint (report_qs). */
-	atomic_fetch_add_explicit(&nudge_round, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&all_lock);
 	stat_add(rd->d, ST_RCU_NUDGES, n.sent);
 	LMM_PROBE(rcu_nudge, rd->d, (unsigned long)n.sent);

@@ -60,6 +60,7 @@ struct shootdown {
 	pthread_cond_t cond;
 	struct ctx_impl *head; /* contexts waiting for the reclaim thread */
 	bool started, stop, kicked;
+	bool starting; /* a dropper runs cfg.thread_create, without the lock (hand_off) */
 	pthread_t thread;
 };
 
@@ -393,7 +394,13 @@ static void *reclaim_main(void *arg)
 	return NULL;
 }
 
-/* Give @c to the reclaim thread. false if the thread cannot be started. */
+/*
+ * Give @c to the reclaim thread. false if there is no thread (yet): the
+ * caller keeps shooting itself and tries again. The thread is started at
+ * the first hand-off, inside lmm_put or lmm_drop, with no lock of ours
+ * held: cfg.thread_create is the runtime's hook (lazymm(7)). A dropper that
+ * finds another starting it does not wait for it.
+ */
 static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
 {
 	struct shootdown *sd = d->scheme_data;
@@ -401,8 +408,20 @@ static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
 
 	pthread_mutex_lock(&sd->lock);
 	if (!sd->started && !(d->cfg.flags & LMM_F_NO_THREADS)) {
-		ok = lmm__thread_start(d, &sd->thread, reclaim_main, d, "lmm-shootdown") == 0;
-		sd->started = ok;
+		ok = false;
+		if (!sd->starting) {
+			sd->starting = true;
+			pthread_mutex_unlock(&sd->lock);
+			pthread_t t;
+			bool started = lmm__thread_start(d, &t, reclaim_main, d, "lmm-shootdown") == 0;
+			pthread_mutex_lock(&sd->lock);
+			sd->starting = false;
+			if (started) {
+				sd->thread = t;
+				sd->started = true;
+				ok = true;
+			}
+		}
 	}
 	if (ok) {
 		set_next(c, sd->head);

@@ -111,12 +111,16 @@ static const unsigned matrix[4][NROWS] = {
 };
 
 /*
- * Allowed, but only in a situation the main scenarios do not make: rcu's
- * last drop waits in backpressure (more than rcu_backlog_max frees waiting
+ * Allowed, but only in a situation the main scenarios do not make:
+ * LMM_F_NO_THREADS, where lmm_poll and lmm_barrier (which polls) run what
+ * a library thread would (matrix_no_threads below); rcu's last drop waits in backpressure (more than rcu_backlog_max frees waiting
  * for a grace period) and first leaves a lazy context that is dying
  * (rcu_backpressure below).
  */
 static const unsigned rare[4][NROWS] = {
+	[0] = { [R_BARRIER] = H_FREE, [R_POLL] = H_FREE },
+	[1] = { [R_BARRIER] = H_FREE, [R_POLL] = H_FREE },
+	[2] = { [R_BARRIER] = H_FREE, [R_POLL] = H_FREE },
 	[3] = { [R_DROP] = H_SWITCH },
 };
 

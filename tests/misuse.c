@@ -513,7 +513,7 @@ Test(misuse, membarrier_fails_after_registration_hazard, .timeout = 30)
 
 /* ---------- a hook that calls back into the switch path ---------- */
 
-enum reentry { REENTER_SWITCH, REENTER_UNLAZY };
+enum reentry { REENTER_SWITCH, REENTER_UNLAZY, REENTER_IDLE_ENTER, REENTER_IDLE_EXIT, REENTER_QUIESCENT, REENTER_OFFLINE };
 static enum reentry reentry_kind;
 static struct lmm_ctx *reentry_target;
 
@@ -521,10 +521,26 @@ static void reentering_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct
 {
 	(void)prev, (void)flags;
 	if (next == reentry_target) {
-		if (reentry_kind == REENTER_SWITCH)
+		switch (reentry_kind) {
+		case REENTER_SWITCH:
 			lmm_switch(w, lmm_init_ctx(lmm_ctx_domain(next)));
-		else
+			break;
+		case REENTER_UNLAZY:
 			lmm_unlazy(w);
+			break;
+		case REENTER_IDLE_ENTER:
+			lmm_idle_enter(w);
+			break;
+		case REENTER_IDLE_EXIT:
+			lmm_idle_exit(w);
+			break;
+		case REENTER_QUIESCENT:
+			lmm_quiescent(w);
+			break;
+		case REENTER_OFFLINE:
+			lmm_worker_offline(w);
+			break;
+		}
 	}
 }
 
@@ -670,4 +686,17 @@ Test(misuse, cancel_in_debug_free_check_refcount, .timeout = 30)
 	cr_assert_eq(lmm_barrier(l.d), 0);
 	cr_assert_eq(atomic_load(&harness_frees), 2);
 	cr_assert_eq(lmm_domain_destroy(l.d), 0);
+}
+
+/* The idle bracket, a quiescent report and going offline are the worker loop's, never a hook's. */
+SCHEME_TEST_OPTS(misuse, switch_ctx_calls_the_worker_loop, .timeout = 30)
+{
+	reentry_kind = REENTER_IDLE_ENTER;
+	expect_abort(reentry, &scheme, "lazymm: lmm_idle_enter: called from inside switch_ctx");
+	reentry_kind = REENTER_IDLE_EXIT;
+	expect_abort(reentry, &scheme, "lazymm: lmm_idle_exit: called from inside switch_ctx");
+	reentry_kind = REENTER_QUIESCENT;
+	expect_abort(reentry, &scheme, "lazymm: lmm_quiescent: called from inside switch_ctx");
+	reentry_kind = REENTER_OFFLINE;
+	expect_abort(reentry, &scheme, "lazymm: lmm_worker_offline: called from inside switch_ctx");
 }
