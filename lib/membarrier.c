@@ -53,7 +53,9 @@ static bool acked(struct lmm_worker *w, unsigned long ticket)
 /* w left the domain (or its slot was reused) since we signalled it: it runs no task of ctx. */
 static bool gone(struct lmm_worker *w, unsigned generation)
 {
-	/* kill_lock orders the worker's accesses before its offline before our return. */
+	/* kill_lock orders the worker's accesses before its offline before our return
+	 * (litmus: membarrier-gone; its current_leaving fence, read through online by
+	 * our fence before return, orders them too: each is enough alone). */
 	pthread_mutex_lock(&w->kill_lock);
 	bool left = !atomic_load_explicit(&w->online, memory_order_relaxed) ||
 		    atomic_load_explicit(&w->generation, memory_order_relaxed) != generation;
