@@ -81,7 +81,8 @@ static bool ctx_dying(struct lmm_ctx *ctx)
 {
 	/*
 	 * Relaxed: the core stores DYING before count_zero; a reader that must
-	 * see it (the handler) first acquires the ticket released after it.
+	 * see it (the handler) first acquires the ticket released after it
+	 * (litmus: sd-ticket).
 	 */
 	return atomic_load_explicit(&ctx_impl(ctx)->state, memory_order_relaxed) == CTX_DYING;
 }
