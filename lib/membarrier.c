@@ -34,7 +34,10 @@ void lmm__membarrier_ack(struct lmm_worker *w)
 	/*
 	 * Acquire pairs with the callers' fetch_add: their writes before the call
 	 * are visible below (litmus: membarrier-signal-early, -middle, -late, as
-	 * for the fence and the release below).
+	 * for the fence and the release below). The fence alone is enough, and
+	 * so is this acquire with the release alone (herd7: Never with either
+	 * taken out, at each of the three points): each covers the other, which
+	 * is why membarrier-signal-*-neg take out both.
 	 */
 	unsigned long seen = atomic_load_explicit(&requests, memory_order_acquire);
 	/* The full barrier asked for; pairs with the callers' seq_cst fences. */
