@@ -263,7 +263,7 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 	/*
 	 * Acq_rel, as lmm_drop's decrement plus its acquire load: switch_ctx's
 	 * last use of ctx comes first, and whoever runs the final drop sees
-	 * every earlier drop.
+	 * every earlier drop (litmus: rcu-orphan).
 	 */
 	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) != 1)
 		return;
@@ -281,7 +281,8 @@ static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 		if (in_signal)
 			leave_torn(w, ctx);
 		else
-			/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first. */
+			/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first
+			 * (litmus: ctx-last-put). */
 			lmm_drop(ctx);
 	}
 }
@@ -335,8 +336,9 @@ static bool holds_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	/*
 	 * Acquire: pairs with the release store of active after switch_ctx (a
-	 * worker seen elsewhere is done with ctx). Relaxed state: ordered by
-	 * the fence in rcu_users_zero against settle_lazy_hold's.
+	 * worker seen elsewhere is done with ctx; litmus: install-active).
+	 * Relaxed state: ordered by the fence in rcu_users_zero against
+	 * settle_lazy_hold's.
 	 */
 	return atomic_load_explicit(&w->active, memory_order_acquire) == ctx &&
 	       (atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed) & RS_COUNTED);
@@ -553,7 +555,8 @@ static void drain_orphans(struct rcu_domain *rd)
 {
 	struct lmm_domain *d = rd->d;
 	for (unsigned i = 0; i < d->max_workers; i++) {
-		/* Acquire pairs with the release publication in lmm_worker_online. */
+		/* Acquire pairs with the release publication in lmm_worker_online
+		 * (litmus: worker-publish). */
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
 		if (w)
 			drain_orphan(w);

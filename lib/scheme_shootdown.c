@@ -82,7 +82,8 @@ static bool ctx_dying(struct lmm_ctx *ctx)
 {
 	/*
 	 * Relaxed: the core stores DYING before count_zero; a reader that must
-	 * see it (the handler) first acquires the ticket released after it.
+	 * see it (the handler) first acquires the ticket released after it
+	 * (litmus: sd-ticket).
 	 */
 	return atomic_load_explicit(&ctx_impl(ctx)->state, memory_order_relaxed) == CTX_DYING;
 }
@@ -115,12 +116,14 @@ static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
 	 * must be our last touch of prev. switch_ctx is done with prev; after
 	 * this the core only stores active. Release pairs with sweep's acquire
 	 * of the word: switch_ctx's last use of prev happens before the free
-	 * (litmus: sd-self-clear).
+	 * (litmus: sd-self-clear; the order against the filter's free of the
+	 * mask: sd-self-clear-filter).
 	 * (LMM_F_DEBUG's check tolerates the few instructions until active is
 	 * stored: see debug_check_worker.)
 	 */
 	_Atomic(unsigned long) *word = &ctx_impl(prev)->worker_mask[w->id / BITS_PER_LONG];
-	/* Release: pairs with sweep's acquire of the word (see above; litmus: sd-self-clear). */
+	/* Release: pairs with sweep's acquire of the word (see above; litmus: sd-self-clear,
+	 * sd-self-clear-filter). */
 	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
 	/* Relaxed: owner-only flag. */
 	if (!atomic_load_explicit(&w->scheme_cold[SD_SHOOTING], memory_order_relaxed))
@@ -238,7 +241,7 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 
 	for (unsigned i = 0; i < d->mask_words; i++) {
 		/* Acquire pairs with the release bit clear in sd_switched_away
-		 * (litmus: sd-self-clear). */
+		 * (litmus: sd-self-clear, sd-self-clear-filter). */
 		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_acquire);
 		while (bits) {
 			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
@@ -249,8 +252,10 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 			/*
 			 * Acquire pairs with the release store of active after
 			 * switch_ctx: a worker seen elsewhere is done with ctx.
-			 * No new install can race: the count is 0 (litmus:
-			 * install-active, sd-mask-visible).
+			 * No new install can race: the count is 0. The worker
+			 * cleared its own bit before storing active, so the
+			 * free of the mask comes after its last touch (litmus:
+			 * install-active, sd-mask-visible, sd-self-clear-filter).
 			 */
 			if (!w || atomic_load_explicit(&w->active, memory_order_acquire) != ctx) {
 				mask_clear(c, id);
