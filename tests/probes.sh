@@ -6,9 +6,9 @@
 # table: a stripped library fails, since the fast path cannot be checked.
 # A probe that docs/probes.md describes as one scheme's ("rcu: ...") is
 # left out of a library built without that scheme.
-# Usage: probes.sh LIBRARY MANPAGE MARKDOWN yes|no (meson found <sys/sdt.h>) "SCHEME..." (built)
+# Usage: probes.sh LIBRARY MANPAGE MARKDOWN yes|no (meson found <sys/sdt.h>) ["SCHEME..." (built; all)]
 set -eu
-lib=$1 man=$2 md=$3 have=$4 schemes=" $5 "
+lib=$1 man=$2 md=$3 have=$4 schemes=" ${5-refcount shootdown hazard rcu} "
 if [ "$have" != yes ]; then
 	echo "probes: built without <sys/sdt.h> (Debian: systemtap-sdt-dev), no probes to check"
 	exit 77
