@@ -10,18 +10,11 @@
 #include "alloc.h"
 #include "internal.h"
 
-/* Adding a scheme: one file in lib/, one line here, one in meson.build. */
+/* The built schemes, from meson.build's list (LMM_SCHEME_LIST; docs/design.md, "Adding a scheme"). */
 static const struct lmm_scheme_ops *const schemes[] = {
-	[LMM_SCHEME_REFCOUNT] = &lmm_scheme_refcount,
-#ifdef LMM_HAVE_SHOOTDOWN
-	[LMM_SCHEME_SHOOTDOWN] = &lmm_scheme_shootdown,
-#endif
-#ifdef LMM_HAVE_HAZARD
-	[LMM_SCHEME_HAZARD] = &lmm_scheme_hazard,
-#endif
-#ifdef LMM_HAVE_RCU
-	[LMM_SCHEME_RCU] = &lmm_scheme_rcu,
-#endif
+#define SCHEME_OPS(name, NAME) [LMM_SCHEME_##NAME] = &lmm_scheme_##name,
+	LMM_SCHEME_LIST(SCHEME_OPS)
+#undef SCHEME_OPS
 };
 
 static const char *const scheme_names[] = {
