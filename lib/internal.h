@@ -356,6 +356,44 @@ static inline uint64_t worker_lazy_hits(struct lmm_worker *w)
 	return enters > ended + lazy ? enters - ended - lazy : 0;
 }
 
+/*
+ * The library's waits: a deadline @ns from now, and a nap that doubles from
+ * 1 µs up to 1 ms between polls (lmm_plat_deadline_ts is the same deadline
+ * for a CLOCK_MONOTONIC condition variable).
+ */
+static inline unsigned long long deadline_after(unsigned long long ns)
+{
+	return lmm_plat_now_ns() + ns;
+}
+
+struct backoff {
+	unsigned long long nap;
+};
+#define BACKOFF_INIT { .nap = 1000 }
+
+static inline void backoff_nap(struct backoff *b)
+{
+	lmm_plat_sleep_ns(b->nap);
+	if (b->nap < 1000000)
+		b->nap *= 2;
+}
+
+/*
+ * refcount_inc_not_zero: add 1 to *v unless it is 0 (or below); whether it
+ * did. Relaxed: the caller holds what keeps the object alive and says why
+ * that suffices.
+ */
+static inline bool atomic_long_inc_not_zero(atomic_long *v)
+{
+	long old = atomic_load_explicit(v, memory_order_relaxed);
+	do {
+		if (old <= 0)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(v, &old, old + 1, memory_order_relaxed,
+							memory_order_relaxed));
+	return true;
+}
+
 static inline bool ctx_is_init(struct lmm_ctx *ctx)
 {
 	return ctx_impl(ctx)->is_init;
@@ -393,6 +431,9 @@ static inline void mask_clear(struct ctx_impl *c, unsigned id)
  */
 LMM_HIDDEN unsigned lmm__mask_for_each(struct ctx_impl *c,
 				       void (*fn)(struct lmm_worker *w, void *arg), void *arg);
+/* Call fn(w, arg) for every published worker of d (online or not: slots are never freed). */
+LMM_HIDDEN void lmm__for_each_worker(struct lmm_domain *d, void (*fn)(struct lmm_worker *w, void *arg),
+				     void *arg);
 
 /* Signal-deferral brackets around every change of active/current. */
 static inline void critical_enter(struct lmm_worker *w)

@@ -237,6 +237,17 @@ void lmm__worker_atfork_child(void)
 	lmm__freeing = NULL;
 }
 
+void lmm__for_each_worker(struct lmm_domain *d, void (*fn)(struct lmm_worker *w, void *arg), void *arg)
+{
+	for (unsigned i = 0; i < d->max_workers; i++) {
+		/* Acquire pairs with the release publication in lmm_worker_online
+		 * (litmus: worker-publish). */
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
+		if (w)
+			fn(w, arg);
+	}
+}
+
 /* Every published worker whose bit is set in c's mask. */
 unsigned lmm__mask_for_each(struct ctx_impl *c, void (*fn)(struct lmm_worker *w, void *arg), void *arg)
 {

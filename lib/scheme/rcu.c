@@ -90,21 +90,6 @@ static inline void rs_set(struct lmm_worker *w, uintptr_t v)
 
 /* --- settling the lazy hold before any quiescent state --- */
 
-/* refcount_inc_not_zero on the count. */
-static bool count_inc_not_zero(struct ctx_impl *c)
-{
-	long old = atomic_load_explicit(&c->count, memory_order_relaxed);
-	do {
-		if (old <= 0)
-			return false;
-		/* Relaxed: success means the count cannot reach 0 before our drop;
-		 * the quiescent state that follows carries the fences (litmus:
-		 * rcu-settle-qs, rcu-offline-settle). */
-	} while (!atomic_compare_exchange_weak_explicit(&c->count, &old, old + 1,
-						       memory_order_relaxed, memory_order_relaxed));
-	return true;
-}
-
 /*
  * Make the current state one in which a quiescent state may be reported.
  * Inside a critical section, or in the signal hook (which runs as one).
@@ -117,7 +102,10 @@ static void settle_lazy_hold(struct lmm_worker *w)
 	if (atomic_load_explicit(&w->current, memory_order_relaxed) || ctx_is_init(active) ||
 	    (rs_get(w) & RS_COUNTED))
 		return;
-	if (!count_inc_not_zero(ctx_impl(active))) {
+	/* Relaxed: success means the count cannot reach 0 before our drop;
+	 * the quiescent state that follows carries the fences (litmus:
+	 * rcu-settle-qs, rcu-offline-settle). */
+	if (!atomic_long_inc_not_zero(&ctx_impl(active)->count)) {
 		/* Its count reached 0: it is dying and waits for us. Leave it first. */
 		lmm__unlazy(w);
 		return;
@@ -350,11 +338,9 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 	    atomic_load_explicit(&self->critical, memory_order_relaxed) == 0)
 		lmm__unlazy(self);
 	lmm__mask_for_each(c, leave_signal, &r);
-	unsigned long long deadline = lmm_plat_now_ns() + LEAVE_WAIT_NS;
-	for (unsigned long long nap = 1000; r.waiting && lmm_plat_now_ns() < deadline;) {
-		lmm_plat_sleep_ns(nap);
-		if (nap < 1000000)
-			nap *= 2;
+	unsigned long long deadline = deadline_after(LEAVE_WAIT_NS);
+	for (struct backoff backoff = BACKOFF_INIT; r.waiting && lmm_plat_now_ns() < deadline;) {
+		backoff_nap(&backoff);
 		r.waiting = 0;
 		lmm__mask_for_each(c, leave_poll, &r);
 	}
@@ -364,16 +350,8 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 
 static void for_each_rcu_worker(void (*fn)(struct lmm_worker *w, void *arg), void *arg)
 {
-	for (struct rcu_domain *rd = all_domains; rd; rd = rd->next) {
-		struct lmm_domain *d = rd->d;
-		for (unsigned i = 0; i < d->max_workers; i++) {
-			/* Acquire pairs with the release publication in lmm_worker_online
-			 * (litmus: worker-publish). */
-			struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
-			if (w)
-				fn(w, arg);
-		}
-	}
+	for (struct rcu_domain *rd = all_domains; rd; rd = rd->next)
+		lmm__for_each_worker(rd->d, fn, arg);
 }
 
 static void set_want(struct lmm_worker *w, void *arg)
@@ -454,16 +432,6 @@ static void gp_ended(struct rcu_head *head)
 	pthread_mutex_unlock(&g->lock);
 }
 
-static struct timespec deadline_after(unsigned long long ns)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ns += (unsigned long long)ts.tv_nsec;
-	ts.tv_sec += (time_t)(ns / 1000000000ull);
-	ts.tv_nsec = (long)(ns % 1000000000ull);
-	return ts;
-}
-
 /*
  * Wait for one grace period, nudging every nudge_ns while it lasts. Runs on
  * the reclaim thread, or on the thread running a free (nested releases); never
@@ -496,7 +464,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 
 	bool stalled = false;
 	pthread_mutex_lock(&g.lock);
-	struct timespec deadline = deadline_after(rd->nudge_ns);
+	struct timespec deadline = lmm_plat_deadline_ts(rd->nudge_ns);
 	while (!g.done) {
 		if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) != ETIMEDOUT)
 			continue;
@@ -508,7 +476,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 		stalled = true;
 		nudge_all(rd);
 		pthread_mutex_lock(&g.lock);
-		deadline = deadline_after(rd->nudge_ns);
+		deadline = lmm_plat_deadline_ts(rd->nudge_ns);
 	}
 	/* The callback signalled under the lock: once we hold it, it is done with g. */
 	pthread_mutex_unlock(&g.lock);
@@ -519,16 +487,16 @@ static void wait_grace_period(struct rcu_domain *rd)
 	LMM_PROBE(grace_period_end, rd->d, stalled);
 }
 
+static void drain_orphan_of(struct lmm_worker *w, void *arg)
+{
+	(void)arg;
+	drain_orphan(w);
+}
+
 /* Every orphan of the domain's workers (leave_torn posted the wake). */
 static void drain_orphans(struct rcu_domain *rd)
 {
-	struct lmm_domain *d = rd->d;
-	for (unsigned i = 0; i < d->max_workers; i++) {
-		/* Acquire pairs with the release publication in lmm_worker_online. */
-		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
-		if (w)
-			drain_orphan(w);
-	}
+	lmm__for_each_worker(rd->d, drain_orphan_of, NULL);
 }
 
 static void *reclaim_main(void *arg)
@@ -601,7 +569,7 @@ static void backpressure(struct rcu_domain *rd)
 		critical_exit(w);
 	}
 	/* Bounded by timeout_ms: with grace periods stalled, the backlog overshoots instead. */
-	struct timespec deadline = deadline_after(rd->d->barrier_timeout_ms * 1000000ull);
+	struct timespec deadline = lmm_plat_deadline_ts(rd->d->barrier_timeout_ms * 1000000ull);
 	pthread_mutex_lock(&rd->lock);
 	while (atomic_load_explicit(&rd->backlog, memory_order_relaxed) >= rd->backlog_limit)
 		if (pthread_cond_timedwait(&rd->progress, &rd->lock, &deadline) == ETIMEDOUT)

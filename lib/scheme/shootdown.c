@@ -280,7 +280,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 	unsigned long long deadline = now + budget_ns;
 	LMM_PROBE(shootdown_round, d, ctx_public(batch), (unsigned long)(budget_ns / 1000));
 	unsigned long long resend_gap = SD_RESEND_FIRST_NS, resend_at = now;
-	unsigned long long nap = 1000;
+	struct backoff backoff = BACKOFF_INIT;
 	struct ctx_impl *done = NULL;
 
 	for (;;) {
@@ -312,9 +312,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 		if (!batch || now >= deadline)
 			break;
 		/* A signal for the caller itself (a worker) lands here too: EINTR is fine. */
-		lmm_plat_sleep_ns(nap);
-		if (nap < 1000000)
-			nap *= 2;
+		backoff_nap(&backoff);
 		now = lmm_plat_now_ns();
 	}
 	free(signalled);
@@ -366,11 +364,7 @@ static void *reclaim_main(void *arg)
 		/* Put the stragglers back and pause, unless new work or a barrier came. */
 		requeue(sd, batch);
 		if (!sd->kicked && !sd->stop) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			unsigned long long ns = (unsigned long long)ts.tv_nsec + pause;
-			ts.tv_sec += (time_t)(ns / 1000000000ull);
-			ts.tv_nsec = (long)(ns % 1000000000ull);
+			struct timespec ts = lmm_plat_deadline_ts(pause);
 			pthread_cond_timedwait(&sd->cond, &sd->lock, &ts);
 		}
 		if (pause < SD_RETRY_MAX_NS)
