@@ -17,11 +17,11 @@ static const struct lmm_scheme_ops *const schemes[] = {
 #undef SCHEME_OPS
 };
 
+/* Every scheme's name, built or not (LMM_SCHEME_ALL): lmm_scheme_name answers for all of enum lmm_scheme. */
 static const char *const scheme_names[] = {
-	[LMM_SCHEME_REFCOUNT] = "refcount",
-	[LMM_SCHEME_SHOOTDOWN] = "shootdown",
-	[LMM_SCHEME_HAZARD] = "hazard",
-	[LMM_SCHEME_RCU] = "rcu",
+#define SCHEME_NAME(name, NAME) [LMM_SCHEME_##NAME] = #name,
+	LMM_SCHEME_ALL(SCHEME_NAME)
+#undef SCHEME_NAME
 };
 
 #define NSCHEMES (sizeof(scheme_names) / sizeof(scheme_names[0]))
