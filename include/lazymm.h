@@ -32,8 +32,9 @@
  * - fork(): a child may use no domain, worker or context it inherited, and
  *   its thread is no worker (lmm_worker_self() is NULL there). It may
  *   create, use and destroy new domains of every scheme, except rcu in the
- *   child of a process that had created an rcu domain: -ENOTRECOVERABLE
- *   (liburcu-qsbr's registry still lists the parent's reader threads).
+ *   child of a process that had created an rcu domain, or was creating one
+ *   when it forked: -ENOTRECOVERABLE (liburcu-qsbr's registry still lists
+ *   the parent's reader threads).
  * - Signal handlers: no lazymm call may be made from one, except the
  *   getters marked async-signal-safe (lmm_worker_self, _data, _id,
  *   lmm_active, lmm_current, lmm_ctx_domain, lmm_domain_signo), and
@@ -120,7 +121,9 @@ struct lmm_ops {
 	 * instance by only marking the worker and finishing the unload at
 	 * its next switch. (0.2: the @flags argument is new.) It must not
 	 * call lmm_switch or lmm_unlazy (they abort, naming the call, when
-	 * they would install), nor lmm_idle_*, lmm_worker_* or lmm_barrier.
+	 * they would install), lmm_idle_enter, lmm_idle_exit, lmm_quiescent or
+	 * lmm_worker_offline (they abort, naming the call), nor
+	 * lmm_worker_online or lmm_barrier (undefined).
 	 */
 	void (*switch_ctx)(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next,
 			   unsigned flags);
@@ -147,7 +150,12 @@ struct lmm_ops {
  * Creates one library thread in the runtime's way (name, affinity,
  * scheduling policy, signal mask): cfg.thread_create. Returns 0 or an
  * errno value, as pthread_create. @name: "lmm-defer", "lmm-shootdown" or
- * "lmm-rcu". @user: cfg.thread_user.
+ * "lmm-rcu". @user: cfg.thread_user. Runs on the caller's thread with no
+ * lock of the library held: inside lmm_domain_create (lmm-defer, lmm-rcu;
+ * a failure fails the call) and, under shootdown, inside the lmm_put or
+ * lmm_drop whose final drop first hands a context to lmm-shootdown (a
+ * failure there is not reported: that caller goes on signalling and
+ * waiting for the holders itself, and the next hand-off tries again).
  */
 typedef int (*lmm_thread_create_fn)(pthread_t *thread, void *(*start)(void *), void *arg,
 				    const char *name, void *user);
@@ -183,12 +191,13 @@ struct lmm_config {
 	lmm_thread_create_fn thread_create;
 	void *thread_user;
 	/*
-	 * Room for later fields; must be zero (lmm_domain_create: -EINVAL),
-	 * as any designated or = { 0 } initialiser leaves it. A later field
-	 * takes a word's place and keeps today's behaviour when zero, so a
-	 * caller built against this header runs unchanged on a newer library.
+	 * Room for later fields, eight words; every one must be zero
+	 * (lmm_domain_create: -EINVAL otherwise), as any designated or
+	 * = { 0 } initialiser leaves them. A later field takes a word's place
+	 * and keeps today's behaviour when zero, so a caller built against
+	 * this header runs unchanged on a newer library.
 	 */
-	uint64_t reserved[1];
+	uint64_t reserved[8];
 };
 
 /*
@@ -244,7 +253,7 @@ struct lmm_stats {
 /*
  * Create a domain. -EINVAL for a bad config (an unusable signo included),
  * -EPROTONOSUPPORT for a scheme not built in, -ENOTRECOVERABLE for rcu in
- * a child of a process that had an rcu domain (fork, above).
+ * a child of a process that had an rcu domain or was creating one (fork, above).
  */
 LMM_PUBLIC int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out);
 /* Destroy it. -EBUSY while workers are online, contexts live or frees pending. */
@@ -266,6 +275,7 @@ LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
  * -EINVAL for a domain with threads, -EDEADLK from inside free. Never
  * waits for other threads. Not a cancellation point.
  */
+/* Hooks: LMM_F_NO_THREADS: free. */
 LMM_PUBLIC int lmm_poll(struct lmm_domain *d);
 /*
  * Fill the first @size bytes of @out with the domain's counters (zero past
@@ -292,14 +302,20 @@ LMM_PUBLIC int lmm_domain_signo(const struct lmm_domain *d);
  * rcu, and every scheme in the lmm_membarrier fallback). A worker that
  * blocks it later is safe but slow: nothing is freed early, but the frees
  * and lmm_membarrier calls that need it wait until it unblocks, switches
- * away or goes offline (lmm_barrier may then return -ETIMEDOUT). A thread
- * that exits while online is taken offline.
+ * away or goes offline (lmm_barrier may then return -ETIMEDOUT). Except
+ * under rcu, when it holds the context by a counted lazy reference (asleep
+ * in the idle bracket, or nudged while lazy): the last lmm_put gives up
+ * on it after 100 ms, the count has not reached 0, so no free is due:
+ * frees_pending shows 0 and lmm_barrier returns 0 while the context lives
+ * on until the worker runs again. A thread that exits while online is
+ * taken offline.
  */
 LMM_PUBLIC int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out);
 /*
  * The calling thread leaves (hotplug). -EBUSY while a context is current;
  * otherwise it switches to init and drops its lazy hold before it stops being
- * visible to the scheme. -EPERM from a thread that is not @w.
+ * visible to the scheme. -EPERM from a thread that is not @w. From
+ * switch_ctx it aborts, naming the call.
  */
 /* Hooks: switch_ctx (to init); refcount, hazard: free. So does a thread's exit while online. */
 LMM_PUBLIC int lmm_worker_offline(struct lmm_worker *w);
@@ -314,8 +330,9 @@ LMM_PUBLIC struct lmm_worker *lmm_worker_self(void);
  * that need nothing. Between the two, no lmm_switch (under rcu the worker
  * is then RCU-offline: a context it switched to could be freed while
  * installed); lmm_unlazy and lmm_worker_offline are allowed. A switch
- * inside the bracket, a nested lmm_idle_enter or an lmm_idle_exit without
- * one abort, naming the call, under every scheme.
+ * inside the bracket, a nested lmm_idle_enter, an lmm_idle_exit without
+ * one, or either called from switch_ctx abort, naming the call, under
+ * every scheme.
  */
 /* Hooks, both: rcu: switch_ctx (to init, leaving a context that is going away). */
 LMM_PUBLIC void lmm_idle_enter(struct lmm_worker *w);
@@ -378,13 +395,14 @@ LMM_PUBLIC void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next);
 LMM_PUBLIC void lmm_unlazy(struct lmm_worker *w);
 /*
  * rcu: the calling worker @w reports a quiescent state, from the runtime's
- * own loop (after each KVM_RUN exit, each event-loop turn). A worker that
- * reported since a grace period's last nudge round is not nudged in the
- * next, so one that reports more often than cfg.rcu_nudge_ms is never
- * signalled for a grace period; the nudge stays the fallback for workers
- * that do not report. A lazy hold is settled (counted) first. Allowed in
+ * own loop (after each KVM_RUN exit, each event-loop turn). Grace periods
+ * span all rcu domains of the process, and each domain's nudge round skips
+ * a worker that reported within that domain's cfg.rcu_nudge_ms: one that
+ * reports more often than the smallest rcu_nudge_ms of the process's rcu
+ * domains is never signalled for a grace period; the nudge stays the
+ * fallback for workers that do not report. A lazy hold is settled (counted) first. Allowed in
  * the idle bracket, where it does nothing; a no-op for the other schemes.
- * Only @w's own thread.
+ * Only @w's own thread; from switch_ctx it aborts, naming the call.
  */
 /* Hooks: rcu: switch_ctx (to init, as lmm_idle_enter). */
 LMM_PUBLIC void lmm_quiescent(struct lmm_worker *w);

@@ -427,6 +427,16 @@ bool lmm__domain_signals(const struct lmm_domain *d)
 	return d->scheme->uses_signals || lmm__membarrier_fallback();
 }
 
+/*
+ * Memory given back with the domain is not a live context when the
+ * application reuses it for one (lmm_ctx_init refuses a live one). Volatile:
+ * a store just before free() is dead to the compiler, which drops it.
+ */
+static void init_magic_clear(struct lmm_domain *d)
+{
+	*(volatile unsigned *)&ctx_impl(&d->init)->magic = 0;
+}
+
 int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 {
 	if (!cfg || !out || !cfg->ops || !cfg->ops->switch_ctx || !cfg->ops->teardown ||
@@ -483,7 +493,7 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	atomic_init(&init->state, CTX_LIVE);
 	/* init's mask stays NULL: nothing ever scans it. */
 
-	int ret = -ENOMEM;
+	int ret = -ENOMEM, cancel;
 	if (pthread_mutex_init(&d->lock, NULL))
 		goto err_workers;
 	if (pthread_mutex_init(&d->barrier_lock, NULL))
@@ -517,7 +527,9 @@ err_signal:
 	if (need_signal)
 		lmm__signal_uninstall(d);
 err_thread:
+	cancel = cancel_off(); /* the join is a cancellation point */
 	defer_stop(d);
+	cancel_restore(cancel);
 err_cond:
 	pthread_cond_destroy(&d->defer_cond);
 err_defer_lock:
@@ -527,6 +539,7 @@ err_barrier:
 err_lock:
 	pthread_mutex_destroy(&d->lock);
 err_workers:
+	init_magic_clear(d); /* as in lmm_domain_destroy */
 	free(d->workers);
 	free(d);
 	return ret;
@@ -556,7 +569,7 @@ int lmm_domain_destroy(struct lmm_domain *d)
 		lmm__signal_uninstall(d);
 	defer_stop(d);
 	cancel_restore(cancel);
-	ctx_impl(&d->init)->magic = 0; /* memory reused for a context is not live */
+	init_magic_clear(d);
 	for (unsigned i = 0; i < d->max_workers; i++) {
 		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_relaxed);
 		if (w) {

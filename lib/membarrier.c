@@ -34,7 +34,10 @@ void lmm__membarrier_ack(struct lmm_worker *w)
 	/*
 	 * Acquire pairs with the callers' fetch_add: their writes before the call
 	 * are visible below (litmus: membarrier-signal-early, -middle, -late, as
-	 * for the fence and the release below).
+	 * for the fence and the release below). The fence alone is enough, and
+	 * so is this acquire with the release alone (herd7: Never with either
+	 * taken out, at each of the three points): each covers the other, which
+	 * is why membarrier-signal-*-neg take out both.
 	 */
 	unsigned long seen = atomic_load_explicit(&requests, memory_order_acquire);
 	/* The full barrier asked for; pairs with the callers' seq_cst fences. */
@@ -53,7 +56,9 @@ static bool acked(struct lmm_worker *w, unsigned long ticket)
 /* w left the domain (or its slot was reused) since we signalled it: it runs no task of ctx. */
 static bool gone(struct lmm_worker *w, unsigned generation)
 {
-	/* kill_lock orders the worker's accesses before its offline before our return. */
+	/* kill_lock orders the worker's accesses before its offline before our return
+	 * (litmus: membarrier-gone; its current_leaving fence, read through online by
+	 * our fence before return, orders them too: each is enough alone). */
 	pthread_mutex_lock(&w->kill_lock);
 	bool left = !atomic_load_explicit(&w->online, memory_order_relaxed) ||
 		    atomic_load_explicit(&w->generation, memory_order_relaxed) != generation;
@@ -170,5 +175,8 @@ int lmm_membarrier(struct lmm_ctx *ctx)
 		return -EINVAL;
 	if (!lmm__membarrier_fallback())
 		return lmm_plat_membarrier();
-	return membarrier_signals(c);
+	int cancel = cancel_off(); /* wait_batch's naps are cancellation points */
+	int ret = membarrier_signals(c);
+	cancel_restore(cancel);
+	return ret;
 }

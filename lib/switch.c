@@ -369,12 +369,16 @@ void lmm_unlazy(struct lmm_worker *w)
 
 struct lmm_ctx *lmm_active(const struct lmm_worker *w)
 {
-	/* Relaxed: exact on the owner; a hint on any other thread. */
+	/*
+	 * Relaxed: exact on the owner while a context is current; while it is
+	 * lazy, its signal handler (shootdown, rcu) may move it to init at any
+	 * time. A hint on any other thread.
+	 */
 	return atomic_load_explicit(&((struct lmm_worker *)w)->active, memory_order_relaxed);
 }
 
 struct lmm_ctx *lmm_current(const struct lmm_worker *w)
 {
-	/* Relaxed: exact on the owner; a hint on any other thread. */
+	/* Relaxed: exact on the owner (no handler changes it); a hint on any other thread. */
 	return atomic_load_explicit(&((struct lmm_worker *)w)->current, memory_order_relaxed);
 }

@@ -163,12 +163,24 @@ static int do_offline(struct lmm_worker *w)
 	return 0;
 }
 
+/*
+ * The worker loop's calls, made from switch_ctx: they would change the
+ * worker's state under the install in progress. Off the fast path, so
+ * always checked (in_switch_ctx: this thread's own, see install()).
+ */
+static void loop_call_check(struct lmm_worker *w, const char *call)
+{
+	if (unlikely(w->in_switch_ctx))
+		lmm__die(call, "called from inside switch_ctx");
+}
+
 int lmm_worker_offline(struct lmm_worker *w)
 {
 	if (!w)
 		return -EINVAL;
 	if (lmm__self != w)
 		return -EPERM;
+	loop_call_check(w, "lmm_worker_offline");
 	/* Relaxed: own state. */
 	if (atomic_load_explicit(&w->current, memory_order_relaxed))
 		return -EBUSY;
@@ -200,6 +212,7 @@ void lmm_idle_enter(struct lmm_worker *w)
 {
 	if (unlikely(lmm__self != w))
 		lmm__die("lmm_idle_enter", "worker %p used from a thread that is not that worker", (void *)w);
+	loop_call_check(w, "lmm_idle_enter");
 	if (w->idle)
 		lmm__die("lmm_idle_enter", "already idle (lmm_idle_enter twice without lmm_idle_exit)");
 	w->idle = true;
@@ -212,6 +225,7 @@ void lmm_idle_exit(struct lmm_worker *w)
 {
 	if (unlikely(lmm__self != w))
 		lmm__die("lmm_idle_exit", "worker %p used from a thread that is not that worker", (void *)w);
+	loop_call_check(w, "lmm_idle_exit");
 	if (!w->idle)
 		lmm__die("lmm_idle_exit", "not idle (lmm_idle_exit without lmm_idle_enter)");
 	if (w->scheme->idle_exit)
@@ -224,6 +238,7 @@ void lmm_quiescent(struct lmm_worker *w)
 {
 	if (unlikely(lmm__self != w))
 		lmm__die("lmm_quiescent", "worker %p used from a thread that is not that worker", (void *)w);
+	loop_call_check(w, "lmm_quiescent");
 	if (w->scheme->quiescent)
 		w->scheme->quiescent(w);
 }

@@ -102,6 +102,10 @@ Test(abi, config_reserved_must_be_zero)
 {
 	struct lmm_config cfg = { .scheme = LMM_SCHEME_REFCOUNT, .ops = &harness_ops };
 	struct lmm_domain *d;
+	/* The room 0.2 made while breaking the ABI anyway: a word per later field. */
+	cr_assert_eq(sizeof(cfg.reserved), 8 * sizeof(uint64_t));
+	cr_assert_eq(offsetof(struct lmm_config, reserved) + sizeof(cfg.reserved), sizeof(cfg),
+		     "reserved is the struct's end");
 	for (size_t i = 0; i < sizeof(cfg.reserved) / sizeof(cfg.reserved[0]); i++) {
 		cfg.reserved[i] = 1;
 		cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL, "reserved[%zu] set: a field this library does not know", i);

@@ -2,8 +2,9 @@
 /*
  * The edges a runtime reaches by doing ordinary things: a free hook that
  * releases its own memory and drops another context, a thread cancelled in
- * a final put, a signal still pending when the domain goes away, fork() from
- * a multi-threaded process, a live context initialised again, signal numbers
+ * a final put, in lmm_membarrier's fallback or in a failing create, a
+ * signal still pending when the domain goes away, fork() from a
+ * multi-threaded process, a live context initialised again, signal numbers
  * a runtime must not use, a worker with the signal blocked, a handler on an
  * alternate stack, and rcu's bounds (backpressure, counted lazy sleepers).
  * Public API only (tests/harness.c); each test names the rule it checks.
@@ -15,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,7 +75,7 @@ static void finish(struct lmm_domain *d)
  * not read the context whose free is running: its memory is the
  * application's again (ASan reports the read as a use after free).
  */
-SCHEME_TEST(free_hook_releases_then_drops)
+SCHEME_TEST(edges, free_hook_releases_then_drops)
 {
 	struct lmm_domain *d = h_domain(scheme, 0, 0);
 	struct tctx *parent = h_ctx(d, true);
@@ -87,7 +89,7 @@ SCHEME_TEST(free_hook_releases_then_drops)
 
 /* ---------- lmm_ctx_init on a live context ---------- */
 
-SCHEME_TEST(ctx_init_live_refused)
+SCHEME_TEST(edges, ctx_init_live_refused)
 {
 	struct lmm_domain *d = h_domain(scheme, 0, 0);
 	struct tctx *a = h_ctx(d, true);
@@ -99,7 +101,7 @@ SCHEME_TEST(ctx_init_live_refused)
 
 /* ---------- signal numbers and blocked signals ---------- */
 
-SCHEME_TEST(signo_rejected)
+SCHEME_TEST(edges, signo_rejected)
 {
 	static const int bad[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT, SIGCHLD,
 				   SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT, SIGSTOP, SIGKILL, SIGINT,
@@ -131,7 +133,7 @@ static void *online_blocked_main(void *arg)
 }
 
 /* A worker that blocks the domain's signal from the start could never be reached. */
-SCHEME_TEST(online_with_signal_blocked)
+SCHEME_TEST(edges, online_with_signal_blocked)
 {
 	struct lmm_domain *d = h_domain(scheme, 0, 0);
 	pthread_t t;
@@ -152,6 +154,7 @@ struct holder {
 	struct lmm_domain *d;
 	struct lmm_ctx *a;
 	bool block, idle, altstack;
+	bool running; /* stays in a task of a (lmm_membarrier's target) instead of going lazy */
 	atomic_int step; /* main -> holder: 1 unblock, 2 offline and exit */
 	atomic_bool ready, done;
 	pthread_t th;
@@ -169,7 +172,8 @@ static void *holder_main(void *arg)
 	if (h->block)
 		sig_mask(lmm_default_signo(), SIG_BLOCK);
 	lmm_switch(w, h->a);
-	lmm_switch(w, NULL); /* lazy on a */
+	if (!h->running)
+		lmm_switch(w, NULL); /* lazy on a */
 	if (h->idle)
 		lmm_idle_enter(w);
 	atomic_store(&h->ready, true);
@@ -177,6 +181,8 @@ static void *holder_main(void *arg)
 		nap_us(200);
 	if (h->idle)
 		lmm_idle_exit(w);
+	if (h->running)
+		lmm_switch(w, NULL);
 	if (h->block) {
 		lmm_worker_offline(w); /* leaves a: nothing of ours is needed any more */
 		while (atomic_load(&h->step) < 2)
@@ -211,10 +217,41 @@ static void holder_start(struct holder *h)
  * domain is destroyed with the signal still pending; unblocking it then must
  * not kill the process (SIG_DFL for a realtime signal terminates).
  */
-SCHEME_TEST(pending_signal_outlives_domain)
+/*
+ * refcount and hazard signal only in lmm_membarrier's fallback: a worker in
+ * a task of the context with the signal blocked makes it time out with the
+ * signal left pending; offline, destroy, unblock.
+ */
+static void pending_membarrier_signal(enum lmm_scheme scheme)
 {
-	if (!uses_signals(scheme))
-		cr_skip_test("%s sends no signal (outside the lmm_membarrier fallback)", lmm_scheme_name(scheme));
+	struct lmm_domain *d = domain_timeout(scheme, 300);
+	struct tctx *a = h_ctx(d, true);
+	struct holder h = { .d = d, .a = &a->ctx, .block = true, .running = true };
+	holder_start(&h);
+	int ret = lmm_membarrier(&a->ctx);
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	bool fallback = st.signals_sent != 0;
+	cr_assert_eq(ret, fallback ? -ETIMEDOUT : 0, "lmm_membarrier: %d", ret);
+	atomic_store(&h.step, 1); /* offline with the signal pending */
+	while (lmm_stats(d, &st) == 0 && st.workers_online)
+		nap_us(200);
+	lmm_put(&a->ctx);
+	finish(d);
+	atomic_store(&h.step, 2); /* unblock: the pending signal lands with no domain left */
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	cr_assert(atomic_load(&h.done));
+	if (!fallback)
+		cr_skip_test("%s sends no signal under membarrier(2) (run in a -Dmembarrier=false build)",
+			     lmm_scheme_name(scheme));
+}
+
+SCHEME_TEST(edges, pending_signal_outlives_domain)
+{
+	if (!uses_signals(scheme)) {
+		pending_membarrier_signal(scheme);
+		return;
+	}
 	struct lmm_domain *d = domain_timeout(scheme, 3000);
 	struct tctx *a = h_ctx(d, true);
 	struct holder h = { .d = d, .a = &a->ctx, .block = true };
@@ -264,7 +301,7 @@ static void *putter_main(void *arg)
  * polling round; rcu: backpressure) must not lose the free nor wedge the
  * domain: no lazymm call is a cancellation point.
  */
-SCHEME_TEST(cancel_in_final_put)
+SCHEME_TEST(edges, cancel_in_final_put)
 {
 	if (!uses_signals(scheme))
 		cr_skip_test("%s's final put never waits", lmm_scheme_name(scheme));
@@ -299,6 +336,125 @@ SCHEME_TEST(cancel_in_final_put)
 	free(a);
 }
 
+/*
+ * lmm_membarrier's signal fallback waits for the workers' handlers
+ * (nanosleep between polls): with a worker in a task of the context and the
+ * signal blocked, it waits until timeout_ms. Cancelled there, the thread
+ * must carry on to the end of the call, which is no cancellation point.
+ * Under membarrier(2) the call never waits: nothing to cancel.
+ */
+struct barrier_caller {
+	struct lmm_ctx *ctx;
+	atomic_bool calling;
+	atomic_int ret; /* 1 until the call returned */
+};
+
+static void *membarrier_caller_main(void *arg)
+{
+	struct barrier_caller *b = arg;
+	atomic_store(&b->calling, true);
+	atomic_store(&b->ret, lmm_membarrier(b->ctx));
+	for (;;)
+		pause(); /* a cancellation point: the test cancels us here at the latest */
+	return NULL;
+}
+
+SCHEME_TEST(edges, cancel_in_membarrier_fallback)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	struct lmm_domain *d = domain_timeout(scheme, 300);
+	struct tctx *a = h_ctx(d, true);
+	struct holder h = { .d = d, .a = &a->ctx, .block = true, .running = true };
+	holder_start(&h); /* in a task of a, signal blocked: the fallback waits for timeout_ms */
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	uint64_t sent = st.signals_sent;
+	int ret = lmm_membarrier(&a->ctx);
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	bool fallback = st.signals_sent != sent;
+	if (fallback) {
+		cr_assert_eq(ret, -ETIMEDOUT, "lmm_membarrier: %d", ret);
+		struct barrier_caller b = { .ctx = &a->ctx };
+		atomic_init(&b.calling, false);
+		atomic_init(&b.ret, 1);
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, membarrier_caller_main, &b), 0);
+		while (!atomic_load(&b.calling))
+			nap_us(1000);
+		nap_us(50000); /* inside the wait */
+		cr_assert_eq(pthread_cancel(t), 0);
+		void *res;
+		cr_assert_eq(pthread_join(t, &res), 0);
+		cr_assert_eq(res, PTHREAD_CANCELED);
+		cr_assert_eq(atomic_load(&b.ret), -ETIMEDOUT,
+			     "lmm_membarrier cancelled inside its wait (%d): it is no cancellation point",
+			     atomic_load(&b.ret));
+	} else {
+		cr_assert_eq(ret, 0, "lmm_membarrier: %d", ret);
+	}
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	lmm_put(&a->ctx);
+	finish(d);
+	if (!fallback)
+		cr_skip_test("membarrier(2): lmm_membarrier never waits (run in a -Dmembarrier=false build)");
+}
+
+#ifdef LMM_HAVE_RCU
+/*
+ * lmm_domain_create's error path joins the threads it started (here the
+ * defer thread, when the rcu reclaim thread cannot be created). A cancel
+ * pending by then must not act inside the call: it would leave the domain
+ * half built and leaked.
+ */
+static int create_defer_then_fail(pthread_t *t, void *(*start)(void *), void *arg, const char *name,
+				  void *user)
+{
+	(void)user;
+	if (strcmp(name, "lmm-defer") == 0)
+		return pthread_create(t, NULL, start, arg);
+	pthread_cancel(pthread_self()); /* pending: acts at the next cancellation point */
+	return EAGAIN;
+}
+
+/* Its own frame, returned from before the cancel acts: ASan's thread exit
+ * trips over the redzones of a frame that forced unwinding left poisoned. */
+static __attribute__((noinline)) int create_failing(void)
+{
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops, .flags = LMM_F_DEFER_FREE,
+				  .thread_create = create_defer_then_fail };
+	struct lmm_domain *d = NULL;
+	return lmm_domain_create(&cfg, &d);
+}
+
+static void *failed_create_main(void *arg)
+{
+	atomic_int *out = arg;
+	atomic_store(out, create_failing());
+	pthread_testcancel();
+	return NULL;
+}
+
+Test(edges, cancel_pending_in_failed_create_rcu, .timeout = 60)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	atomic_int ret;
+	atomic_init(&ret, 1);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, failed_create_main, &ret), 0);
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	cr_assert_eq(atomic_load(&ret), -EAGAIN,
+		     "lmm_domain_create cancelled inside its error path (%d)", atomic_load(&ret));
+}
+#endif
+
 /* ---------- the handler on an alternate stack ---------- */
 
 static char *alt_lo, *alt_hi;
@@ -313,13 +469,18 @@ static void alt_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lm
 	harness_ops.switch_ctx(w, prev, next, flags);
 }
 
-/* A runtime with small green-thread stacks gives its workers a sigaltstack. */
-Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
+/*
+ * A runtime with small green-thread stacks gives its workers a sigaltstack.
+ * shootdown: the last put signals the lazy holder, whose handler switches it
+ * to init. rcu: a grace period first nudges it (its lazy hold becomes
+ * counted), then the last put signals it and the handler leaves the context.
+ */
+static void handler_on_sigaltstack(enum lmm_scheme scheme)
 {
 	static struct lmm_ops ops;
 	ops = harness_ops;
 	ops.switch_ctx = alt_switch_ctx;
-	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .ops = &ops, .timeout_ms = 5000 };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &ops, .timeout_ms = 5000 };
 	struct lmm_domain *d = NULL;
 	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
 	size_t size = 64 * 1024;
@@ -330,7 +491,11 @@ Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
 	struct tctx *a = h_ctx(d, false); /* read after its free */
 	struct holder h = { .d = d, .a = &a->ctx, .altstack = true, .alt = alt, .alt_size = size };
 	holder_start(&h);
-	lmm_put(&a->ctx); /* the holder is signalled; its handler switches it to init */
+	if (scheme == LMM_SCHEME_RCU) {
+		lmm_put(&h_ctx(d, true)->ctx); /* a grace period the holder stalls: nudged */
+		cr_assert_eq(lmm_barrier(d), 0);
+	}
+	lmm_put(&a->ctx); /* the holder is signalled; its handler leaves a for init */
 	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
 		nap_us(1000);
 	cr_assert_eq(atomic_load(&a->frees), 1);
@@ -344,11 +509,18 @@ Test(shootdown, handler_runs_on_sigaltstack, .timeout = 60)
 	free(a);
 }
 
+#ifdef LMM_HAVE_SHOOTDOWN
+Test(edges, handler_runs_on_sigaltstack_shootdown, .timeout = 60) { handler_on_sigaltstack(LMM_SCHEME_SHOOTDOWN); }
+#endif
+#ifdef LMM_HAVE_RCU
+Test(edges, handler_runs_on_sigaltstack_rcu, .timeout = 60) { handler_on_sigaltstack(LMM_SCHEME_RCU); }
+#endif
+
 /* ---------- rcu's bounds ---------- */
 
 #ifdef LMM_HAVE_RCU
 /* A full backlog with grace periods stalled: the final put returns after timeout_ms. */
-Test(rcu, backpressure_bounded_by_timeout, .timeout = 60)
+Test(edges, backpressure_bounded_by_timeout_rcu, .timeout = 60)
 {
 	setenv("LMM_RCU_BACKLOG_MAX", "1", 1);
 	struct lmm_domain *d = domain_timeout(LMM_SCHEME_RCU, 500);
@@ -394,8 +566,39 @@ static void sleeper_freed(bool idle)
 	free(a);
 }
 
-Test(rcu, idle_sleeper_counted_hold_freed, .timeout = 60) { sleeper_freed(true); }
-Test(rcu, nudged_sleeper_counted_hold_freed, .timeout = 60) { sleeper_freed(false); }
+Test(edges, idle_sleeper_counted_hold_freed_rcu, .timeout = 60) { sleeper_freed(true); }
+
+/*
+ * The documented exception (lazymm.h, lmm_put(3), lmm_barrier(3),
+ * lazymm(7), rcu.md): a sleeper in the idle bracket that also blocks the
+ * signal cannot be made to leave. The last put gives up after 100 ms; the
+ * count has not reached 0, so no free is due: frees_pending says 0 and
+ * lmm_barrier returns 0 while the context lives on. Freed as soon as the
+ * worker runs again (lmm_idle_exit leaves a last counted hold).
+ */
+Test(edges, blocked_idle_sleeper_holds_until_it_runs_rcu, .timeout = 60)
+{
+	struct lmm_domain *d = domain_timeout(LMM_SCHEME_RCU, 1000);
+	struct tctx *a = h_ctx(d, false); /* read after its free */
+	struct holder h = { .d = d, .a = &a->ctx, .idle = true, .block = true };
+	holder_start(&h);
+	lmm_put(&a->ctx); /* signals the sleeper, which blocks it: gives up after 100 ms */
+	cr_assert_eq(lmm_barrier(d), 0);
+	struct lmm_stats st;
+	cr_assert_eq(lmm_stats(d, &st), 0);
+	cr_assert_eq(st.frees_pending, 0);
+	cr_assert_eq(st.contexts_live, 1);
+	cr_assert_eq(atomic_load(&a->frees), 0);
+	atomic_store(&h.step, 1); /* lmm_idle_exit: the worker leaves a, whose count reaches 0 */
+	for (int i = 0; i < 5000 && !atomic_load(&a->frees); i++)
+		nap_us(1000);
+	cr_assert_eq(atomic_load(&a->frees), 1, "not freed once the sleeper ran again");
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	finish(d);
+	free(a);
+}
+Test(edges, nudged_sleeper_counted_hold_freed_rcu, .timeout = 60) { sleeper_freed(false); }
 #endif
 
 /* ---------- fork ---------- */
@@ -461,10 +664,10 @@ static int child_cycle_shootdown(void *arg)
 }
 
 /* fork() while another thread is inside domain create/destroy (the signal table's lock). */
-Test(fork, while_creating_domains, .timeout = 120)
+Test(edges, fork_while_creating_domains, .timeout = 120)
 {
 #ifdef LMM_TEST_TSAN
-	/* Seen hanging once in 4 TSan runs, never plain or under ASan (2000+ forks). */
+	/* fork() while other threads run is outside what TSan's runtime supports; ASan runs it. */
 	cr_skip_test("TSan's runtime and fork() with other threads running: not reliable");
 #endif
 	enum lmm_scheme s = LMM_SCHEME_SHOOTDOWN;
@@ -478,16 +681,102 @@ Test(fork, while_creating_domains, .timeout = 120)
 }
 #endif
 
+#ifdef LMM_HAVE_RCU
+/*
+ * The same for rcu, whose reclaim thread registers with liburcu-qsbr as soon
+ * as it starts: a child forked once that thread exists must be refused rcu
+ * domains (-ENOTRECOVERABLE; liburcu's registry may have been copied locked,
+ * or listing a reader the child does not have), never left to hang. Each
+ * round runs in a fresh child (a process that never had an rcu domain), which
+ * churns rcu domains and forks: first just after the first reclaim thread was
+ * created (cfg.thread_create says when, and naps to hold the window open),
+ * then a few times more during the churn.
+ */
+static atomic_bool rcu_thread_made;
+
+static int slow_thread_create(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)name, (void)user;
+	int ret = pthread_create(t, NULL, start, arg);
+	if (!ret && !atomic_exchange(&rcu_thread_made, true))
+		nap_us(20000); /* the first domain's init is still running: the window */
+	return ret;
+}
+
+static void *rcu_churn_main(void *arg)
+{
+	(void)arg;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops, .thread_create = slow_thread_create };
+	while (!atomic_load(&churn_stop)) {
+		struct lmm_domain *d = NULL;
+		if (lmm_domain_create(&cfg, &d) == 0)
+			lmm_domain_destroy(d);
+	}
+	return NULL;
+}
+
+/* The grandchild: refused, or (had the fork come before the thread) a whole cycle. */
+static int grandchild_rcu(void)
+{
+	alarm(10);
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops };
+	struct lmm_domain *d = NULL;
+	int ret = lmm_domain_create(&cfg, &d);
+	if (ret == -ENOTRECOVERABLE)
+		return 0;
+	return ret ? 60 : 61; /* created: liburcu's state was copied from a process using it */
+}
+
+static int fork_during_rcu_create(void *arg)
+{
+	(void)arg;
+	atomic_store(&rcu_thread_made, false);
+	atomic_store(&churn_stop, false);
+	pthread_t t;
+	if (pthread_create(&t, NULL, rcu_churn_main, NULL))
+		return 50;
+	while (!atomic_load(&rcu_thread_made))
+		nap_us(100);
+	int bad = 0;
+	for (int i = 0; i < 4 && !bad; i++) {
+		pid_t pid = fork();
+		if (pid == -1)
+			return 51;
+		if (pid == 0)
+			_exit(grandchild_rcu());
+		int status;
+		if (waitpid(pid, &status, 0) != pid)
+			return 52;
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			bad = WIFEXITED(status) ? WEXITSTATUS(status) : 70;
+	}
+	atomic_store(&churn_stop, true);
+	pthread_join(t, NULL);
+	return bad;
+}
+
+Test(edges, fork_while_creating_rcu_domains, .timeout = 120)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("TSan's runtime and fork() with other threads running: not reliable");
+#endif
+	if (getenv("LMM_TEST_QEMU")) /* set by .ci/run's qemu-user steps */
+		cr_skip_test("qemu-user aborts in a child that starts threads after a multi-threaded fork");
+	for (int i = 0; i < 20; i++)
+		in_child(fork_during_rcu_create, NULL, "grandchild forked while its parent created rcu domains");
+}
+#endif
+
 struct parent_state {
-	struct lmm_domain *d[4];
-	struct tctx *a[4];
+	struct lmm_domain *d[H_NSCHEMES];
+	struct tctx *a[H_NSCHEMES];
 	bool forked_rcu_expected_refused;
 };
 
 static int child_all_schemes(void *arg)
 {
 	struct parent_state *ps = arg;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < (int)H_NSCHEMES; i++) {
 		enum lmm_scheme s = h_schemes[i];
 		if (!lmm_scheme_available(s))
 			continue;
@@ -511,12 +800,12 @@ static int child_all_schemes(void *arg)
  * every scheme. rcu: liburcu-qsbr's registry still lists the parent's reader
  * threads, which the child does not have, so rcu domains are refused there.
  */
-Test(fork, child_uses_new_domains, .timeout = 60)
+Test(edges, fork_child_uses_new_domains, .timeout = 60)
 {
 	struct parent_state ps = { .forked_rcu_expected_refused = lmm_scheme_available(LMM_SCHEME_RCU) };
-	struct h_idler idlers[4];
+	struct h_idler idlers[H_NSCHEMES];
 	int n = 0;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < (int)H_NSCHEMES; i++) {
 		if (!lmm_scheme_available(h_schemes[i]))
 			continue;
 		ps.d[i] = h_domain(h_schemes[i], 0, 0);
@@ -531,7 +820,7 @@ Test(fork, child_uses_new_domains, .timeout = 60)
 	cr_assert_eq(lmm_worker_offline(self), 0);
 	for (int i = 0; i < n; i++)
 		h_idler_stop(&idlers[i]);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < (int)H_NSCHEMES; i++) {
 		if (!ps.d[i])
 			continue;
 		lmm_put(&ps.a[i]->ctx);
@@ -547,7 +836,7 @@ static int child_rcu_only(void *arg)
 }
 
 /* A process that never made an rcu domain: its child may. */
-Test(fork, child_rcu_without_parent_rcu, .timeout = 60)
+Test(edges, fork_child_rcu_without_parent_rcu, .timeout = 60)
 {
 #ifdef LMM_TEST_TSAN
 	cr_skip_test("TSan does not support threads started after a multi-threaded fork");
@@ -565,7 +854,7 @@ Test(fork, child_rcu_without_parent_rcu, .timeout = 60)
 
 /* ---------- the domain's signal number, for a runtime's own kick handler ---------- */
 
-SCHEME_TEST(domain_signo)
+SCHEME_TEST(edges, domain_signo)
 {
 	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops };
 	struct lmm_domain *d = NULL;

@@ -4,7 +4,7 @@
  * leave badly (exit without offline, sleep lazily without lmm_idle_enter,
  * block the domain's signal, get cancelled while lazy), fork() with online
  * workers, and coexistence with the application's own signal handling.
- * Every test runs for every scheme built in; the rel_hooks abort on a free
+ * Every test runs for every scheme built in; the harness hooks abort on a free
  * while installed, a double free or teardown; ASan's leak check covers
  * memory.
  */
@@ -16,7 +16,12 @@
 #include <sys/wait.h>
 
 #include "sanitizer.h"
-#include "rel_hooks.h"
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
 #include "alloc.h"
 
 /* ---------- allocation failure at every site ---------- */
@@ -64,18 +69,18 @@ static void *alloc_second_worker(void *arg)
 
 static void alloc_scenario(enum lmm_scheme scheme, unsigned flags)
 {
-	struct lmm_config cfg = { .scheme = scheme, .ops = &rel_ops, .flags = flags,
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops, .flags = flags,
 				  .max_workers = 4, .timeout_ms = 5000 };
 	struct lmm_domain *d = NULL;
-	long frees0 = atomic_load(&rel_frees);
+	long frees0 = atomic_load(&harness_frees);
 	TRY(lmm_domain_create(&cfg, &d), SITE_DOMAIN);
 
 	struct lmm_worker *w = NULL;
 	TRY(lmm_worker_online(d, NULL, &w), SITE_WORKER);
-	struct rctx *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct tctx *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
 	cr_assert(a && b);
-	atomic_init(&a->canary, RC_LIVE);
-	atomic_init(&b->canary, RC_LIVE);
+	h_tctx_prepare(a, true);
+	h_tctx_prepare(b, true);
 	TRY(lmm_ctx_init(d, &a->ctx), SITE_CTX);
 	TRY(lmm_ctx_init(d, &b->ctx), SITE_CTX);
 
@@ -99,7 +104,7 @@ static void alloc_scenario(enum lmm_scheme scheme, unsigned flags)
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	TRY(lmm_worker_online(d, NULL, &w), SITE_WORKER);
 	cr_assert_eq(lmm_worker_offline(w), 0);
-	cr_assert_eq(atomic_load(&rel_frees) - frees0, 2);
+	cr_assert_eq(atomic_load(&harness_frees) - frees0, 2);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
@@ -122,8 +127,8 @@ static void alloc_every_site(enum lmm_scheme scheme, unsigned flags)
 	cr_log_info("%s: %lu allocation sites failed in turn", lmm_scheme_name(scheme), n - 1);
 }
 
-REL_TEST(faults, alloc_every_site, .timeout = 120) { alloc_every_site(scheme, 0); }
-REL_TEST(faults, alloc_every_site_defer_debug, .timeout = 120)
+SCHEME_TEST_OPTS(faults, alloc_every_site, .timeout = 120) { alloc_every_site(scheme, 0); }
+SCHEME_TEST_OPTS(faults, alloc_every_site_defer_debug, .timeout = 120)
 {
 	alloc_every_site(scheme, LMM_F_DEFER_FREE | LMM_F_DEBUG);
 }
@@ -140,7 +145,7 @@ enum lazy_mode {
 
 struct lazy_thread {
 	struct lmm_domain *d;
-	struct rctx *ctx;
+	struct tctx *ctx;
 	enum lazy_mode mode;
 	atomic_int phase; /* 0 starting, 1 lazy and waiting, 2 go on */
 	int pipe_rd;
@@ -154,7 +159,7 @@ static void *lazy_main(void *arg)
 	struct lazy_thread *l = arg;
 	struct lmm_worker *w = NULL;
 	if (lmm_worker_online(l->d, NULL, &w))
-		rel_fail("lazy thread: online failed");
+		h_fail("lazy thread: online failed");
 	if (l->mode == MODE_BLOCK_SIGNAL) {
 		sigset_t set;
 		sigemptyset(&set);
@@ -162,8 +167,8 @@ static void *lazy_main(void *arg)
 		pthread_sigmask(SIG_BLOCK, &set, NULL);
 	}
 	lmm_switch(w, &l->ctx->ctx);
-	if (atomic_load(&l->ctx->canary) != RC_LIVE)
-		rel_fail("lazy thread: context dead while current");
+	if (atomic_load(&l->ctx->canary) != TCTX_LIVE)
+		h_fail("lazy thread: context dead while current");
 	lmm_switch(w, NULL);
 	atomic_store(&l->phase, 1);
 	if (l->mode == MODE_CANCEL) {
@@ -177,7 +182,7 @@ static void *lazy_main(void *arg)
 		l->read_errno = l->read_ret < 0 ? errno : 0;
 	} else {
 		while (atomic_load(&l->phase) != 2)
-			rel_nap_us(1000); /* lazy, and the library is not told */
+			h_nap_us(1000); /* lazy, and the library is not told */
 	}
 	if (l->mode == MODE_EXIT_NO_OFFLINE)
 		return NULL;
@@ -188,11 +193,11 @@ static void *lazy_main(void *arg)
 		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	}
 	if (lmm_worker_offline(w))
-		rel_fail("lazy thread: offline failed");
+		h_fail("lazy thread: offline failed");
 	return NULL;
 }
 
-static void lazy_start(struct lazy_thread *l, struct lmm_domain *d, struct rctx *c, enum lazy_mode m)
+static void lazy_start(struct lazy_thread *l, struct lmm_domain *d, struct tctx *c, enum lazy_mode m)
 {
 	*l = (struct lazy_thread){ .d = d, .ctx = c, .mode = m, .pipe_rd = -1 };
 	atomic_init(&l->phase, 0);
@@ -202,7 +207,7 @@ static void lazy_run(struct lazy_thread *l)
 {
 	cr_assert_eq(pthread_create(&l->th, NULL, lazy_main, l), 0);
 	while (atomic_load(&l->phase) != 1)
-		rel_nap_us(200);
+		h_nap_us(200);
 }
 
 static void lazy_finish(struct lazy_thread *l)
@@ -226,8 +231,8 @@ static void lazy_finish(struct lazy_thread *l)
  */
 static void bad_leaver(enum lmm_scheme scheme, enum lazy_mode mode, bool put_before_leaving)
 {
-	struct lmm_domain *d = rel_domain(scheme, 0, 300);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 300);
+	struct tctx *a = h_ctx(d, true);
 	struct lazy_thread l;
 	lazy_start(&l, d, a, mode);
 	lazy_run(&l);
@@ -240,7 +245,7 @@ static void bad_leaver(enum lmm_scheme scheme, enum lazy_mode mode, bool put_bef
 	if (!put_before_leaving)
 		lmm_put(&a->ctx);
 	cr_assert_eq(lmm_barrier(d), 0);
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	struct lmm_stats st;
 	lmm_stats(d, &st);
 	cr_assert_eq(st.workers_online, 0, "the thread's exit did not take its worker offline");
@@ -248,9 +253,9 @@ static void bad_leaver(enum lmm_scheme scheme, enum lazy_mode mode, bool put_bef
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
-REL_TEST(faults, exit_without_offline_lazy, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, false); }
-REL_TEST(faults, exit_without_offline_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, true); }
-REL_TEST(faults, lazy_sleep_without_idle, .timeout = 60) { bad_leaver(scheme, MODE_SLEEP, true); }
+SCHEME_TEST_OPTS(faults, exit_without_offline_lazy, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, false); }
+SCHEME_TEST_OPTS(faults, exit_without_offline_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_EXIT_NO_OFFLINE, true); }
+SCHEME_TEST_OPTS(faults, lazy_sleep_without_idle, .timeout = 60) { bad_leaver(scheme, MODE_SLEEP, true); }
 /*
  * Not under TSan: a thread cancelled inside a blocking call runs its cleanup
  * (here the TSD destructor that takes the worker offline) while TSan's
@@ -271,16 +276,16 @@ static void cancel_leaver(enum lmm_scheme scheme, bool last_holder)
 #endif
 }
 
-REL_TEST(faults, cancel_while_lazy, .timeout = 60) { cancel_leaver(scheme, false); }
-REL_TEST(faults, cancel_while_last_lazy_holder, .timeout = 60) { cancel_leaver(scheme, true); }
-REL_TEST(faults, blocked_signal_while_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_BLOCK_SIGNAL, true); }
+SCHEME_TEST_OPTS(faults, cancel_while_lazy, .timeout = 60) { cancel_leaver(scheme, false); }
+SCHEME_TEST_OPTS(faults, cancel_while_last_lazy_holder, .timeout = 60) { cancel_leaver(scheme, true); }
+SCHEME_TEST_OPTS(faults, blocked_signal_while_last_holder, .timeout = 60) { bad_leaver(scheme, MODE_BLOCK_SIGNAL, true); }
 
 /* ---------- fork with online workers ---------- */
 
 /* The child: only the forking thread exists. Plain checks and _exit (no Criterion here). */
 static int child_uses_new_domain(enum lmm_scheme scheme)
 {
-	struct lmm_config cfg = { .scheme = scheme, .ops = &rel_ops, .max_workers = 4 };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops, .max_workers = 4 };
 	struct lmm_domain *d = NULL;
 	if (lmm_worker_self())
 		return 10; /* the forking thread is no worker here */
@@ -289,18 +294,18 @@ static int child_uses_new_domain(enum lmm_scheme scheme)
 	struct lmm_worker *w = NULL;
 	if (lmm_worker_online(d, NULL, &w))
 		return 12;
-	struct rctx *b = calloc(1, sizeof(*b));
-	atomic_init(&b->canary, RC_LIVE);
+	struct tctx *b = calloc(1, sizeof(*b));
+	h_tctx_prepare(b, true);
 	if (lmm_ctx_init(d, &b->ctx))
 		return 13;
-	long frees0 = atomic_load(&rel_frees);
+	long frees0 = atomic_load(&harness_frees);
 	lmm_switch(w, &b->ctx);
 	lmm_switch(w, NULL);
 	lmm_put(&b->ctx);
 	lmm_unlazy(w);
 	if (lmm_barrier(d))
 		return 14;
-	if (atomic_load(&rel_frees) != frees0 + 1)
+	if (atomic_load(&harness_frees) != frees0 + 1)
 		return 15;
 	if (lmm_worker_offline(w))
 		return 16;
@@ -309,7 +314,7 @@ static int child_uses_new_domain(enum lmm_scheme scheme)
 	return 0;
 }
 
-REL_TEST(faults, fork_with_online_workers, .timeout = 60)
+SCHEME_TEST_OPTS(faults, fork_with_online_workers, .timeout = 60)
 {
 	if (scheme == LMM_SCHEME_RCU)
 		/*
@@ -319,8 +324,8 @@ REL_TEST(faults, fork_with_online_workers, .timeout = 60)
 		 * the child's new rcu domain, ever ends (lmm_barrier: -ETIMEDOUT).
 		 */
 		cr_skip_test("rcu: a fork child cannot complete grace periods while the parent had online workers");
-	struct lmm_domain *d = rel_domain(scheme, 0, 5000);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 5000);
+	struct tctx *a = h_ctx(d, true);
 	struct lazy_thread l[2];
 	for (int i = 0; i < 2; i++) {
 		lazy_start(&l[i], d, a, MODE_SLEEP);
@@ -339,7 +344,7 @@ REL_TEST(faults, fork_with_online_workers, .timeout = 60)
 	for (int i = 0; i < 2; i++)
 		lazy_finish(&l[i]);
 	cr_assert_eq(lmm_barrier(d), 0);
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
@@ -367,7 +372,7 @@ static void *sigwaiter_main(void *arg)
 	sigset_t *set = arg;
 	int sig = 0;
 	if (sigwait(set, &sig) || sig != WAITED_SIGNAL)
-		rel_fail("sigwait did not return the waited signal");
+		h_fail("sigwait did not return the waited signal");
 	return NULL;
 }
 
@@ -375,11 +380,11 @@ static void *plain_thread_main(void *arg)
 {
 	atomic_int *stop = arg;
 	while (!atomic_load(stop))
-		rel_nap_us(500);
+		h_nap_us(500);
 	return NULL;
 }
 
-REL_TEST(faults, signals_coexist, .timeout = 60)
+SCHEME_TEST_OPTS(faults, signals_coexist, .timeout = 60)
 {
 #ifdef LMM_TEST_TSAN
 	/*
@@ -411,8 +416,8 @@ REL_TEST(faults, signals_coexist, .timeout = 60)
 	pthread_t waiter;
 	cr_assert_eq(pthread_create(&waiter, NULL, sigwaiter_main, &usr2), 0);
 
-	struct lmm_domain *d = rel_domain(scheme, 0, 5000);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 5000);
+	struct tctx *a = h_ctx(d, true);
 
 	/* A lazy worker blocked in read(2): the last put must not make read fail. */
 	int fds[2];
@@ -421,7 +426,7 @@ REL_TEST(faults, signals_coexist, .timeout = 60)
 	lazy_start(&l, d, a, MODE_READ);
 	l.pipe_rd = fds[0];
 	lazy_run(&l);
-	rel_nap_us(2000); /* let it block in read */
+	h_nap_us(2000); /* let it block in read */
 	lmm_put(&a->ctx);
 	cr_assert_eq(lmm_barrier(d), 0, "the free waits for a worker blocked in read(2)");
 
@@ -434,7 +439,7 @@ REL_TEST(faults, signals_coexist, .timeout = 60)
 	cr_assert_eq(pthread_kill(waiter, WAITED_SIGNAL), 0);
 	cr_assert_eq(pthread_join(waiter, NULL), 0);
 	for (int i = 0; i < 2000 && (atomic_load(&app_domain_sig) == 0 || atomic_load(&app_usr1) == 0); i++)
-		rel_nap_us(1000);
+		h_nap_us(1000);
 	cr_assert_eq(atomic_load(&app_usr1), 1);
 	cr_assert_eq(atomic_load(&app_domain_sig), 1, "the application's handler for signal %d was not run", signo);
 	atomic_store(&stop, 1);
@@ -443,7 +448,7 @@ REL_TEST(faults, signals_coexist, .timeout = 60)
 	cr_assert_eq(write(fds[1], "x", 1), 1);
 	lazy_finish(&l);
 	cr_assert_eq(l.read_ret, 1, "read(2) in a lazy worker returned %zd (errno %d)", l.read_ret, l.read_errno);
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 
 	/* The application's handlers are back in place. */

@@ -9,11 +9,17 @@
 #include "harness.h"
 
 atomic_long harness_frees, harness_teardowns, harness_installs;
-const enum lmm_scheme h_schemes[4] = { LMM_SCHEME_REFCOUNT, LMM_SCHEME_SHOOTDOWN,
-				       LMM_SCHEME_HAZARD, LMM_SCHEME_RCU };
+void (*h_free_extra)(struct lmm_ctx *c);
+const enum lmm_scheme h_schemes[H_NSCHEMES] = H_SCHEME_LIST;
 
-/* What this thread's worker has installed, as the hooks saw it. */
+/*
+ * What this thread's worker has installed, as the hooks saw it, and which
+ * worker of which domain that was: a thread that goes offline and comes
+ * online again elsewhere (a new domain, a fork child) starts a new record.
+ */
 static __thread struct lmm_ctx *h_installed;
+static __thread struct lmm_worker *h_installed_w;
+static __thread struct lmm_ctx *h_installed_init;
 
 void h_fail(const char *msg)
 {
@@ -36,24 +42,25 @@ static void check_live(struct lmm_ctx *c, const char *what)
 static void h_switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
 {
 	(void)flags;
-	(void)w;
 	if (!prev || !next)
 		h_fail("switch_ctx: NULL argument");
 	if (prev == next)
 		h_fail("switch_ctx: prev == next");
 	if ((flags & LMM_SWITCH_SIGNAL) && next != lmm_init_ctx(lmm_ctx_domain(next)))
 		h_fail("switch_ctx: a switch in the signal handler to another context than init");
-	if (h_installed && prev != h_installed)
+	struct lmm_domain *d = lmm_ctx_domain(next);
+	if (h_installed && w == h_installed_w && lmm_init_ctx(d) == h_installed_init && prev != h_installed)
 		h_fail("switch_ctx: prev is not what was installed");
 	check_live(next, "switch_ctx: installing a freed context");
 	check_live(prev, "switch_ctx: leaving a freed context");
-	struct lmm_domain *d = lmm_ctx_domain(next);
 	if (next != lmm_init_ctx(d))
 		atomic_fetch_add(&TCTX(next)->installed, 1);
 	if (prev != lmm_init_ctx(d))
 		atomic_fetch_sub(&TCTX(prev)->installed, 1);
 	atomic_fetch_add(&harness_installs, 1);
 	h_installed = next;
+	h_installed_w = w;
+	h_installed_init = lmm_init_ctx(d);
 }
 
 static void h_teardown(struct lmm_ctx *c)
@@ -78,6 +85,8 @@ static void h_free(struct lmm_ctx *c)
 	atomic_store(&t->free_thread, (unsigned long)pthread_self());
 	atomic_fetch_add(&harness_frees, 1);
 	struct lmm_ctx *other = t->drop_on_free;
+	if (h_free_extra)
+		h_free_extra(c);
 	if (t->release_memory)
 		free(t);
 	if (other)
@@ -92,8 +101,14 @@ const struct lmm_ops harness_ops = {
 
 struct lmm_domain *h_domain(enum lmm_scheme s, unsigned flags, unsigned max_workers)
 {
+	return h_domain_timeout(s, flags, max_workers, 20000);
+}
+
+struct lmm_domain *h_domain_timeout(enum lmm_scheme s, unsigned flags, unsigned max_workers,
+				    unsigned timeout_ms)
+{
 	struct lmm_config cfg = { .scheme = s, .ops = &harness_ops, .flags = flags,
-				  .max_workers = max_workers, .timeout_ms = 20000 };
+				  .max_workers = max_workers, .timeout_ms = timeout_ms };
 	struct lmm_domain *d = NULL;
 	int ret = lmm_domain_create(&cfg, &d);
 	cr_assert_eq(ret, 0, "lmm_domain_create: %d", ret);
@@ -104,11 +119,16 @@ struct tctx *h_ctx(struct lmm_domain *d, bool release_memory)
 {
 	struct tctx *t = calloc(1, sizeof(*t));
 	cr_assert_not_null(t);
-	atomic_init(&t->canary, TCTX_LIVE);
-	t->release_memory = release_memory;
+	h_tctx_prepare(t, release_memory);
 	int ret = lmm_ctx_init(d, &t->ctx);
 	cr_assert_eq(ret, 0, "lmm_ctx_init: %d", ret);
 	return t;
+}
+
+void h_tctx_prepare(struct tctx *t, bool release_memory)
+{
+	atomic_init(&t->canary, TCTX_LIVE);
+	t->release_memory = release_memory;
 }
 
 struct lmm_worker *h_online(struct lmm_domain *d)
@@ -118,6 +138,8 @@ struct lmm_worker *h_online(struct lmm_domain *d)
 	if (ret)
 		h_fail("lmm_worker_online failed");
 	h_installed = lmm_init_ctx(d);
+	h_installed_w = w;
+	h_installed_init = h_installed;
 	return w;
 }
 
@@ -134,9 +156,9 @@ void h_on_thread(void *(*fn)(void *), void *arg)
 	cr_assert_eq(pthread_join(t, NULL), 0);
 }
 
-static void nap_us(long us)
+void h_nap_us(long us)
 {
-	struct timespec ts = { .tv_sec = 0, .tv_nsec = us * 1000 };
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
 	nanosleep(&ts, NULL);
 }
 
@@ -151,7 +173,7 @@ static void *idler_main(void *arg)
 	atomic_store(&t->ready, true);
 	while (!atomic_load(&t->stop)) {
 		lmm_idle_enter(t->w);
-		nap_us(200);
+		h_nap_us(200);
 		lmm_idle_exit(t->w);
 		lmm_switch(t->w, NULL); /* a context-less task */
 	}
@@ -166,7 +188,7 @@ void h_idler_start(struct h_idler *t)
 	atomic_init(&t->stop, false);
 	cr_assert_eq(pthread_create(&t->thread, NULL, idler_main, t), 0);
 	while (!atomic_load(&t->ready))
-		nap_us(50);
+		h_nap_us(50);
 }
 
 void h_idler_stop(struct h_idler *t)

@@ -43,6 +43,7 @@
 #include "sanitizer.h"
 
 #include "lazymm.h"
+#include "schemes.h"
 
 #define CANARY_LIVE 0x4c495645u
 #define CANARY_DEAD 0xdeadbeefu
@@ -711,12 +712,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	enum lmm_scheme list[4];
+	static const enum lmm_scheme built[] = H_SCHEME_LIST;
+	enum lmm_scheme list[H_NSCHEMES];
 	unsigned n = 0;
 	if (strcmp(scheme_arg, "all") == 0) {
-		for (int s = LMM_SCHEME_REFCOUNT; s <= LMM_SCHEME_RCU; s++)
-			if (lmm_scheme_available((enum lmm_scheme)s))
-				list[n++] = (enum lmm_scheme)s;
+		for (unsigned i = 0; i < H_NSCHEMES; i++)
+			list[n++] = built[i];
 	} else {
 		enum lmm_scheme s;
 		if (lmm_scheme_parse(scheme_arg, &s)) {

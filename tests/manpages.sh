@@ -3,7 +3,9 @@
 # (its own, or a .so link to the page that documents it), that page's
 # SYNOPSIS declares it exactly as the header does (.Ft type, .Fn name
 # "arg" ...), every .Ft/.Fn pair of a SYNOPSIS is a function or a macro
-# of the header, and meson installs every page.
+# of the header, meson installs every page, and a function's "Hooks: "
+# line in the header and its page's "Hooks it may run" paragraph come
+# together and name the same schemes, hooks and flags.
 # Usage: manpages.sh HEADER MANDIR
 set -eu
 header=$1 mandir=$2
@@ -67,10 +69,51 @@ while IFS="$tab" read -r type decl page; do
 		fail "$page: SYNOPSIS declares $name, which lazymm.h does not"
 done <"$tmp/pages"
 
+# Every function whose header comment has a "Hooks: " line has a page with
+# a "Hooks it may run" paragraph, and that paragraph names every scheme,
+# hook and flag the header's line names; a page with such a paragraph
+# belongs to a function with such a line. The header's line covers the
+# declarations up to the next comment ("Hooks, both:" for a pair).
+awk '
+	/\/\*/ { if (after_decl) { hooks = ""; after_decl = 0 } in_comment = 1 }
+	in_comment {
+		line = $0
+		if (!grab && match(line, /Hooks(, both)?: /)) { grab = 1; hooks = ""; line = substr(line, RSTART) }
+		if (grab) {
+			sub(/\*\/.*$/, "", line); sub(/^[ \t]*\*?[ \t]*/, "", line)
+			hooks = hooks " " line
+		}
+	}
+	/\*\// { in_comment = 0; grab = 0 }
+	/^LMM_PUBLIC .*\(/ && !in_comment {
+		name = $0; sub(/\(.*/, "", name); sub(/.*[ *]/, "", name)
+		if (hooks != "") printf "%s\t%s\n", name, hooks
+		after_decl = 1
+	}' "$header" >"$tmp/hooks"
+words='switch_ctx teardown free refcount shootdown hazard rcu LMM_F_NO_THREADS LMM_F_DEFER_FREE'
+names() { tr -c 'A-Za-z_0-9' '\n' | grep -Fx "$(echo "$words" | tr ' ' '\n')" | sort -u; }
+while IFS="$tab" read -r name hooks; do
+	page=$mandir/$name.3
+	[ -f "$page" ] || continue # reported above
+	para=$(grep '^Hooks it may run' "$page" || true)
+	if [ -z "$para" ]; then
+		fail "$name.3: no 'Hooks it may run' paragraph, but lazymm.h says '$hooks'"
+		continue
+	fi
+	missing=$(echo "$hooks" | names | while read -r w; do
+		echo "$para" | names | grep -qx "$w" || echo "$w"; done | tr '\n' ' ')
+	[ -z "$missing" ] || fail "$name.3: its hooks paragraph does not name $missing(lazymm.h: '$hooks')"
+done <"$tmp/hooks"
+for page in "$mandir"/*.3; do
+	name=$(basename "$page" .3)
+	grep -q '^Hooks it may run' "$page" || continue
+	grep -q "^$name$tab" "$tmp/hooks" || fail "$name.3 has a hooks paragraph, but lazymm.h's comment of $name has no Hooks: line"
+done
+
 # Every page is installed.
 for page in "$mandir"/*.3; do
 	grep -q "'$(basename "$page")'" "$mandir/meson.build" || fail "$(basename "$page") is not installed by $mandir/meson.build"
 done
 
-[ $status = 0 ] && echo "manpages: $(wc -l <"$tmp/header") functions, each with a page whose SYNOPSIS matches lazymm.h"
+[ $status = 0 ] && echo "manpages: $(wc -l <"$tmp/header") functions, each with a page whose SYNOPSIS matches lazymm.h; $(wc -l <"$tmp/hooks") hooks lines, each named in its page"
 exit $status

@@ -28,7 +28,7 @@ static uint64_t signals_sent(struct lmm_domain *d)
 	return st.signals_sent;
 }
 
-Test(api, membarrier_bad_args)
+Test(membarrier, bad_args)
 {
 	cr_assert_eq(lmm_membarrier(NULL), -EINVAL);
 	struct lmm_ctx junk = { 0 };
@@ -111,7 +111,7 @@ static void *swallower_main(void *arg)
 	return NULL;
 }
 
-SCHEME_TEST(membarrier_lost_signal_sent_again)
+SCHEME_TEST(membarrier, lost_signal_sent_again)
 {
 	struct lmm_domain *d = h_domain(scheme, 0, 0);
 	struct tctx *a = h_ctx(d, false);
@@ -137,7 +137,7 @@ SCHEME_TEST(membarrier_lost_signal_sent_again)
  * Exactly the workers whose current context is the argument: not the lazy
  * ones, not those on another context, not idle ones, not the caller.
  */
-SCHEME_TEST(membarrier_targets)
+SCHEME_TEST(membarrier, targets)
 {
 	struct lmm_domain *d = h_domain(scheme, 0, 0);
 	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false), *c = h_ctx(d, false);
@@ -263,7 +263,7 @@ static double stress_seconds(void)
 	return e ? atof(e) : 1.0;
 }
 
-SCHEME_TEST(membarrier_litmus)
+SCHEME_TEST(membarrier, litmus)
 {
 	struct litmus *l = calloc(1, sizeof(*l));
 	cr_assert_not_null(l);

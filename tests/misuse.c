@@ -13,7 +13,12 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
-#include "rel_hooks.h"
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
 #include "internal.h"
 
 /* Run fn(arg) in a child; it must die of SIGABRT with `expect` in its stderr. */
@@ -50,8 +55,8 @@ static void expect_abort(void (*fn)(void *), void *arg, const char *expect)
 static void put_below_zero(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx); /* keeps the struct alive: the users count itself goes negative */
 	lmm_put(&a->ctx);
 	lmm_put(&a->ctx);
@@ -60,9 +65,9 @@ static void put_below_zero(void *arg)
 static void drop_below_zero(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
-	a->keep_memory = true; /* the second drop reads it: stay inside our memory */
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
+	a->release_memory = false; /* the second drop reads it: stay inside our memory */
 	lmm_put(&a->ctx);      /* users 0 -> the users' count reference goes -> freed */
 	lmm_barrier(d);
 	lmm_drop(&a->ctx);
@@ -71,22 +76,22 @@ static void drop_below_zero(void *arg)
 static void get_after_last_put(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx);
 	lmm_put(&a->ctx);
 	lmm_get(&a->ctx);
 }
 
-REL_TEST(misuse, put_below_zero, .timeout = 30) { expect_abort(put_below_zero, &scheme, "lazymm: lmm_put:"); }
-REL_TEST(misuse, drop_below_zero, .timeout = 30) { expect_abort(drop_below_zero, &scheme, "lazymm: lmm_drop:"); }
-REL_TEST(misuse, get_after_last_put, .timeout = 30) { expect_abort(get_after_last_put, &scheme, "lazymm: lmm_get:"); }
+SCHEME_TEST_OPTS(misuse, put_below_zero, .timeout = 30) { expect_abort(put_below_zero, &scheme, "lazymm: lmm_put:"); }
+SCHEME_TEST_OPTS(misuse, drop_below_zero, .timeout = 30) { expect_abort(drop_below_zero, &scheme, "lazymm: lmm_drop:"); }
+SCHEME_TEST_OPTS(misuse, get_after_last_put, .timeout = 30) { expect_abort(get_after_last_put, &scheme, "lazymm: lmm_get:"); }
 
 /* The same with Criterion's own signal check, for the plain form. */
-REL_TEST(misuse, put_below_zero_signal, .signal = SIGABRT)
+SCHEME_TEST_OPTS(misuse, put_below_zero_signal, .signal = SIGABRT)
 {
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx);
 	lmm_put(&a->ctx);
 	lmm_put(&a->ctx);
@@ -107,27 +112,27 @@ static void *foreign_worker_main(void *arg)
 {
 	struct foreign *f = arg;
 	if (lmm_worker_online(f->d, NULL, &f->w))
-		rel_fail("online failed");
+		h_fail("online failed");
 	atomic_store(&f->state, 1);
 	while (atomic_load(&f->state) != 2)
-		rel_nap_us(500);
+		h_nap_us(500);
 	return NULL;
 }
 
 static void foreign_child(void *arg)
 {
 	struct foreign *f = arg;
-	f->d = rel_domain(f->scheme, 0, 0);
+	f->d = h_domain_timeout(f->scheme, 0, 8, 0);
 	atomic_init(&f->state, 0);
 	pthread_create(&f->th, NULL, foreign_worker_main, f);
 	while (atomic_load(&f->state) != 1)
-		rel_nap_us(200);
+		h_nap_us(200);
 	f->misuse(f);
 }
 
 static void foreign_switch(struct foreign *f)
 {
-	struct rctx *a = rel_new(f->d);
+	struct tctx *a = h_ctx(f->d, true);
 	lmm_switch(f->w, &a->ctx);
 }
 
@@ -141,19 +146,19 @@ static void foreign_idle(struct foreign *f)
 	lmm_idle_enter(f->w);
 }
 
-REL_TEST(misuse, switch_from_foreign_thread, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_from_foreign_thread, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme, .misuse = foreign_switch };
 	expect_abort(foreign_child, &f, "lazymm: lmm_switch: worker");
 }
 
-REL_TEST(misuse, unlazy_from_foreign_thread, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, unlazy_from_foreign_thread, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme, .misuse = foreign_unlazy };
 	expect_abort(foreign_child, &f, "lazymm: lmm_unlazy: worker");
 }
 
-REL_TEST(misuse, idle_from_foreign_thread, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, idle_from_foreign_thread, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme, .misuse = foreign_idle };
 	expect_abort(foreign_child, &f, "lazymm: lmm_idle_enter: worker");
@@ -161,20 +166,20 @@ REL_TEST(misuse, idle_from_foreign_thread, .timeout = 30)
 
 /* ---------- error codes ---------- */
 
-REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, offline_while_current_or_foreign, .timeout = 30)
 {
 	struct foreign f = { .scheme = scheme };
-	f.d = rel_domain(scheme, 0, 0);
+	f.d = h_domain_timeout(scheme, 0, 8, 0);
 	atomic_init(&f.state, 0);
 	cr_assert_eq(pthread_create(&f.th, NULL, foreign_worker_main, &f), 0);
 	while (atomic_load(&f.state) != 1)
-		rel_nap_us(200);
+		h_nap_us(200);
 	cr_assert_eq(lmm_worker_offline(f.w), -EPERM, "offline from a thread that is not the worker");
 
 	struct lmm_worker *w = NULL;
 	cr_assert_eq(lmm_worker_online(f.d, NULL, &w), 0);
 	cr_assert_eq(lmm_worker_online(f.d, NULL, &w), -EEXIST);
-	struct rctx *a = rel_new(f.d);
+	struct tctx *a = h_ctx(f.d, true);
 	lmm_switch(w, &a->ctx);
 	cr_assert_eq(lmm_worker_offline(w), -EBUSY, "offline while a context is current");
 	cr_assert_eq(lmm_active(w), &a->ctx, "the failed offline changed the worker");
@@ -187,13 +192,13 @@ REL_TEST(misuse, offline_while_current_or_foreign, .timeout = 30)
 	cr_assert_eq(lmm_domain_destroy(f.d), 0);
 }
 
-REL_TEST(misuse, destroy_while_busy, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, destroy_while_busy, .timeout = 30)
 {
-	struct lmm_domain *d = rel_domain(scheme, 0, 0);
+	struct lmm_domain *d = h_domain_timeout(scheme, 0, 8, 0);
 	struct lmm_worker *w = NULL;
 	cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), -EBUSY, "destroy with a worker online");
-	struct rctx *a = rel_new(d);
+	struct tctx *a = h_ctx(d, true);
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), -EBUSY, "destroy with a live context");
 	lmm_put(&a->ctx);
@@ -213,32 +218,32 @@ static void barrier_in_free(struct lmm_ctx *c)
 
 static void barrier_inside_free(enum lmm_scheme scheme, unsigned flags)
 {
-	struct lmm_domain *d = rel_domain(scheme, flags, 0);
+	struct lmm_domain *d = h_domain_timeout(scheme, flags, 8, 0);
 	in_free_domain = d;
-	rel_free_extra = barrier_in_free;
-	struct rctx *a = rel_new(d);
+	h_free_extra = barrier_in_free;
+	struct tctx *a = h_ctx(d, true);
 	lmm_put(&a->ctx);
 	cr_assert_eq(lmm_barrier(d), 0);
-	rel_free_extra = NULL;
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	h_free_extra = NULL;
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	cr_assert_eq(atomic_load(&in_free_barrier), -EDEADLK, "lmm_barrier inside free: %d",
 		     atomic_load(&in_free_barrier));
 	cr_assert_eq(atomic_load(&in_free_destroy), -EDEADLK);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
 
-REL_TEST(misuse, barrier_inside_free, .timeout = 30) { barrier_inside_free(scheme, 0); }
-REL_TEST(misuse, barrier_inside_deferred_free, .timeout = 30) { barrier_inside_free(scheme, LMM_F_DEFER_FREE); }
+SCHEME_TEST_OPTS(misuse, barrier_inside_free, .timeout = 30) { barrier_inside_free(scheme, 0); }
+SCHEME_TEST_OPTS(misuse, barrier_inside_deferred_free, .timeout = 30) { barrier_inside_free(scheme, LMM_F_DEFER_FREE); }
 
-REL_TEST(misuse, bad_config, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, bad_config, .timeout = 30)
 {
-	struct lmm_config cfg = { .scheme = scheme, .ops = &rel_ops };
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops };
 	struct lmm_domain *d = NULL;
-	struct lmm_ops no_free = rel_ops;
+	struct lmm_ops no_free = harness_ops;
 	no_free.free = NULL;
 	cfg.ops = &no_free;
 	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
-	cfg.ops = &rel_ops;
+	cfg.ops = &harness_ops;
 	cfg.flags = 0x80;
 	cr_assert_eq(lmm_domain_create(&cfg, &d), -EINVAL);
 	cfg.flags = 0;
@@ -268,11 +273,11 @@ struct early {
 static void early_release(void *arg)
 {
 	struct early *e = arg;
-	struct lmm_domain *d = rel_domain(e->scheme, LMM_F_DEBUG, 0);
+	struct lmm_domain *d = h_domain_timeout(e->scheme, LMM_F_DEBUG, 8, 0);
 	struct lmm_worker *w = NULL;
 	if (lmm_worker_online(d, NULL, &w) || lmm_worker_id(w) != 0)
-		rel_fail("online");
-	struct rctx *a = rel_new(d);
+		h_fail("online");
+	struct tctx *a = h_ctx(d, true);
 	lmm_grab(&a->ctx); /* our own count reference: the count never reaches 0 by itself */
 	lmm_switch(w, &a->ctx);
 	if (e->lazy) {
@@ -282,31 +287,31 @@ static void early_release(void *arg)
 	lmm__ctx_release(&a->ctx);
 }
 
-REL_TEST(misuse, debug_catches_release_while_current, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, debug_catches_release_while_current, .timeout = 30)
 {
 	struct early e = { scheme, false };
 	expect_abort(early_release, &e, "is still installed on worker 0 (LMM_F_DEBUG)");
 }
 
-REL_TEST(misuse, debug_catches_release_while_lazy, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, debug_catches_release_while_lazy, .timeout = 30)
 {
 	struct early e = { scheme, true };
 	expect_abort(early_release, &e, "is still installed on worker 0 (LMM_F_DEBUG)");
 }
 
 /* Without the early release, the same steps are clean: the check has no false positive. */
-REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, debug_quiet_on_correct_release, .timeout = 30)
 {
-	struct lmm_domain *d = rel_domain(scheme, LMM_F_DEBUG, 0);
+	struct lmm_domain *d = h_domain_timeout(scheme, LMM_F_DEBUG, 8, 0);
 	struct lmm_worker *w = NULL;
 	cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
-	struct rctx *a = rel_new(d);
+	struct tctx *a = h_ctx(d, true);
 	lmm_switch(w, &a->ctx);
 	lmm_switch(w, NULL);
 	lmm_put(&a->ctx);
 	lmm_unlazy(w);
 	cr_assert_eq(lmm_barrier(d), 0);
-	cr_assert_eq(atomic_load(&rel_frees), 1);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
 	cr_assert_eq(lmm_worker_offline(w), 0);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
@@ -318,8 +323,7 @@ REL_TEST(misuse, debug_quiet_on_correct_release, .timeout = 30)
  * thread that yielded, migrated and exited elsewhere drops it) while the
  * worker still had the context current, so nothing held it and it was freed.
  * Going lazy on it then would take a count reference from 0 under hazard: a
- * resurrection and, later, a second free (found by the greenthreads
- * example under TSan). It must abort instead.
+ * resurrection and, later, a second free. It must abort instead.
  */
 #ifdef LMM_HAVE_HAZARD
 /* Hooks that check nothing: the harness's own would catch the free first. */
@@ -343,14 +347,14 @@ static void hazard_lazy_on_freed(void *arg)
 	struct lmm_domain *d = NULL;
 	struct lmm_worker *w = NULL;
 	if (lmm_domain_create(&cfg, &d) || lmm_ctx_init(d, &a) || lmm_worker_online(d, NULL, &w))
-		rel_fail("setup failed");
+		h_fail("setup failed");
 	lmm_switch(w, &a);
 	lmm_put(&a); /* the last reference, while a is current: freed */
 	lmm_barrier(d);
 	lmm_switch(w, NULL);
 }
 
-Test(misuse, hazard_lazy_on_freed, .timeout = 30)
+Test(misuse, lazy_on_freed_hazard, .timeout = 30)
 {
 	expect_abort(hazard_lazy_on_freed, NULL, "lazymm: lmm_switch:");
 }
@@ -367,23 +371,23 @@ struct cross {
 static void cross_domain_switch(void *arg)
 {
 	struct cross *x = arg;
-	struct lmm_domain *mine = rel_domain(x->scheme, 0, 0);
-	struct lmm_config cfg = { .scheme = x->scheme, .ops = &rel_ops, .max_workers = 1 };
+	struct lmm_domain *mine = h_domain_timeout(x->scheme, 0, 8, 0);
+	struct lmm_config cfg = { .scheme = x->scheme, .ops = &harness_ops, .max_workers = 1 };
 	struct lmm_domain *other = NULL;
 	struct lmm_worker *w = NULL;
 	if (lmm_domain_create(&cfg, &other) || lmm_worker_online(mine, NULL, &w))
-		rel_fail("setup failed");
-	struct lmm_ctx *next = x->init ? lmm_init_ctx(other) : &rel_new(other)->ctx;
+		h_fail("setup failed");
+	struct lmm_ctx *next = x->init ? lmm_init_ctx(other) : &h_ctx(other, true)->ctx;
 	lmm_switch(w, next);
 }
 
-REL_TEST(misuse, switch_to_other_domains_init, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_to_other_domains_init, .timeout = 30)
 {
 	struct cross x = { scheme, true };
 	expect_abort(cross_domain_switch, &x, "lazymm: lmm_switch:");
 }
 
-REL_TEST(misuse, switch_to_other_domains_ctx, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_to_other_domains_ctx, .timeout = 30)
 {
 	struct cross x = { scheme, false };
 	expect_abort(cross_domain_switch, &x, "lazymm: lmm_switch:");
@@ -406,11 +410,11 @@ struct idle_case {
 static void idle_misuse(void *arg)
 {
 	struct idle_case *c = arg;
-	struct lmm_domain *d = rel_domain(c->scheme, 0, 0);
+	struct lmm_domain *d = h_domain_timeout(c->scheme, 0, 8, 0);
 	struct lmm_worker *w = NULL;
 	if (lmm_worker_online(d, NULL, &w))
-		rel_fail("online failed");
-	struct rctx *a = rel_new(d);
+		h_fail("online failed");
+	struct tctx *a = h_ctx(d, true);
 	lmm_switch(w, &a->ctx);
 	lmm_switch(w, NULL);
 	if (c->what == IDLE_EXIT_UNPAIRED) {
@@ -426,7 +430,7 @@ static void idle_misuse(void *arg)
 		lmm_idle_enter(w);
 }
 
-REL_TEST(misuse, switch_inside_idle, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_inside_idle, .timeout = 30)
 {
 	struct idle_case c = { scheme, IDLE_SWITCH_CTX };
 	expect_abort(idle_misuse, &c, "lazymm: lmm_switch: called between lmm_idle_enter and lmm_idle_exit");
@@ -434,13 +438,13 @@ REL_TEST(misuse, switch_inside_idle, .timeout = 30)
 	expect_abort(idle_misuse, &c, "lazymm: lmm_switch: called between lmm_idle_enter and lmm_idle_exit");
 }
 
-REL_TEST(misuse, idle_enter_nested, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, idle_enter_nested, .timeout = 30)
 {
 	struct idle_case c = { scheme, IDLE_NESTED };
 	expect_abort(idle_misuse, &c, "lazymm: lmm_idle_enter: already idle");
 }
 
-REL_TEST(misuse, idle_exit_unpaired, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, idle_exit_unpaired, .timeout = 30)
 {
 	struct idle_case c = { scheme, IDLE_EXIT_UNPAIRED };
 	expect_abort(idle_misuse, &c, "lazymm: lmm_idle_exit: not idle");
@@ -470,7 +474,7 @@ static int try_deny_membarrier(void)
 static void deny_membarrier(void)
 {
 	if (try_deny_membarrier())
-		rel_fail("seccomp filter");
+		h_fail("seccomp filter");
 }
 
 /*
@@ -481,15 +485,15 @@ static void deny_membarrier(void)
 static void hazard_membarrier_denied(void *arg)
 {
 	(void)arg;
-	struct lmm_domain *d = rel_domain(LMM_SCHEME_HAZARD, 0, 0);
-	struct rctx *a = rel_new(d);
+	struct lmm_domain *d = h_domain_timeout(LMM_SCHEME_HAZARD, 0, 8, 0);
+	struct tctx *a = h_ctx(d, true);
 	deny_membarrier();
 	lmm_put(&a->ctx); /* the last user's heavy fence */
 }
 
-Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
+Test(misuse, membarrier_fails_after_registration_hazard, .timeout = 30)
 {
-	struct lmm_domain *d = rel_domain(LMM_SCHEME_HAZARD, 0, 0); /* registers, if it can */
+	struct lmm_domain *d = h_domain_timeout(LMM_SCHEME_HAZARD, 0, 8, 0); /* registers, if it can */
 	bool registered = lmm_plat_have_membarrier();
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 	if (!registered)
@@ -509,7 +513,7 @@ Test(misuse, hazard_membarrier_fails_after_registration, .timeout = 30)
 
 /* ---------- a hook that calls back into the switch path ---------- */
 
-enum reentry { REENTER_SWITCH, REENTER_UNLAZY };
+enum reentry { REENTER_SWITCH, REENTER_UNLAZY, REENTER_IDLE_ENTER, REENTER_IDLE_EXIT, REENTER_QUIESCENT, REENTER_OFFLINE };
 static enum reentry reentry_kind;
 static struct lmm_ctx *reentry_target;
 
@@ -517,10 +521,26 @@ static void reentering_switch(struct lmm_worker *w, struct lmm_ctx *prev, struct
 {
 	(void)prev, (void)flags;
 	if (next == reentry_target) {
-		if (reentry_kind == REENTER_SWITCH)
+		switch (reentry_kind) {
+		case REENTER_SWITCH:
 			lmm_switch(w, lmm_init_ctx(lmm_ctx_domain(next)));
-		else
+			break;
+		case REENTER_UNLAZY:
 			lmm_unlazy(w);
+			break;
+		case REENTER_IDLE_ENTER:
+			lmm_idle_enter(w);
+			break;
+		case REENTER_IDLE_EXIT:
+			lmm_idle_exit(w);
+			break;
+		case REENTER_QUIESCENT:
+			lmm_quiescent(w);
+			break;
+		case REENTER_OFFLINE:
+			lmm_worker_offline(w);
+			break;
+		}
 	}
 }
 
@@ -528,23 +548,155 @@ static void reentry(void *arg)
 {
 	enum lmm_scheme scheme = *(enum lmm_scheme *)arg;
 	static struct lmm_ops ops;
-	ops = rel_ops;
+	ops = harness_ops;
 	ops.switch_ctx = reentering_switch;
 	struct lmm_config cfg = { .scheme = scheme, .ops = &ops };
 	struct lmm_domain *d = NULL;
 	struct lmm_worker *w = NULL;
 	if (lmm_domain_create(&cfg, &d) || lmm_worker_online(d, NULL, &w))
-		rel_fail("setup failed");
-	struct rctx *a = rel_new(d);
+		h_fail("setup failed");
+	struct tctx *a = h_ctx(d, true);
 	reentry_target = &a->ctx;
 	lmm_switch(w, &a->ctx);
 }
 
 /* switch_ctx calling lmm_switch or lmm_unlazy would install under its own feet. */
-REL_TEST(misuse, switch_ctx_reenters, .timeout = 30)
+SCHEME_TEST_OPTS(misuse, switch_ctx_reenters, .timeout = 30)
 {
 	reentry_kind = REENTER_SWITCH;
 	expect_abort(reentry, &scheme, "lazymm: lmm_switch: called from inside switch_ctx");
 	reentry_kind = REENTER_UNLAZY;
 	expect_abort(reentry, &scheme, "lazymm: lmm_unlazy: called from inside switch_ctx");
+}
+
+/* ---------- a domain that failed to be created leaves no live context behind ---------- */
+
+static void *failed_domain;
+
+static int create_fails(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)t, (void)start, (void)name, (void)user;
+	failed_domain = arg; /* the defer thread's argument: the domain being built */
+	return EAGAIN;
+}
+
+/*
+ * lmm_domain_create's error paths free the domain after its init context
+ * was made live. Memory given back must not look like a live context when
+ * the application reuses it (lmm_ctx_init would say -EBUSY): clear the
+ * magic, as lmm_domain_destroy does. Seen through the allocator's reuse of
+ * the chunk (glibc); a sanitizer's quarantine never reuses it: skipped.
+ */
+SCHEME_TEST_OPTS(misuse, failed_create_leaves_no_live_init, .timeout = 30)
+{
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops, .flags = LMM_F_DEFER_FREE,
+				  .thread_create = create_fails };
+	struct lmm_domain *d = NULL;
+	failed_domain = NULL;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), -EAGAIN);
+	cr_assert_not_null(failed_domain);
+	void *p = malloc(sizeof(struct lmm_domain)); /* the same size class as the domain's chunk */
+	cr_assert_not_null(p);
+	bool reused = p == failed_domain;
+	/* What lmm_ctx_init would read there: the bytes the domain left (volatile: not initialised by us). */
+	unsigned magic = reused ? *(volatile unsigned *)&ctx_impl(&((struct lmm_domain *)p)->init)->magic : 0;
+	free(p);
+	if (!reused)
+		cr_skip_test("the allocator did not hand the domain's memory out again");
+	cr_assert_neq(magic, CTX_MAGIC, "a failed lmm_domain_create left its init context live");
+}
+
+/* ---------- cancelled while LMM_F_DEBUG's free-time check waits ---------- */
+
+/*
+ * The check gives a worker that still shows the context 50 ms to move on
+ * (shootdown's self-clear window), napping meanwhile. Simulated with a
+ * worker still in a task of the context when its last put comes (refcount
+ * frees at once), which leaves a few milliseconds later. The thread that
+ * put is cancelled while the check naps: no lazymm call is a cancellation
+ * point, so the free still happens, the barrier and destroy say 0.
+ */
+struct debug_leaver {
+	struct lmm_domain *d;
+	struct tctx *a, *b;
+	atomic_bool ready, leave;
+	pthread_t th;
+};
+
+static void *debug_leaver_main(void *arg)
+{
+	struct debug_leaver *l = arg;
+	struct lmm_worker *w = NULL;
+	if (lmm_worker_online(l->d, NULL, &w))
+		h_fail("online");
+	lmm_switch(w, &l->a->ctx);
+	atomic_store(&l->ready, true);
+	while (!atomic_load(&l->leave))
+		h_nap_us(100);
+	lmm_switch(w, &l->b->ctx); /* the check sees a's active go */
+	lmm_switch(w, NULL);
+	lmm_unlazy(w);
+	if (lmm_worker_offline(w))
+		h_fail("offline");
+	return NULL;
+}
+
+struct debug_putter {
+	struct tctx *a;
+	atomic_bool putting, returned;
+};
+
+static void *debug_putter_main(void *arg)
+{
+	struct debug_putter *p = arg;
+	atomic_store(&p->putting, true);
+	lmm_put(&p->a->ctx); /* final: the check waits for the leaver */
+	atomic_store(&p->returned, true);
+	for (;;)
+		pause(); /* a cancellation point: the test cancels us here at the latest */
+	return NULL;
+}
+
+Test(misuse, cancel_in_debug_free_check_refcount, .timeout = 30)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	struct debug_leaver l = { .d = h_domain_timeout(LMM_SCHEME_REFCOUNT, LMM_F_DEBUG, 8, 0) };
+	l.a = h_ctx(l.d, true);
+	l.b = h_ctx(l.d, true);
+	cr_assert_eq(pthread_create(&l.th, NULL, debug_leaver_main, &l), 0);
+	while (!atomic_load(&l.ready))
+		h_nap_us(100);
+	struct debug_putter p = { .a = l.a };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, debug_putter_main, &p), 0);
+	while (!atomic_load(&p.putting))
+		h_nap_us(100);
+	h_nap_us(3000); /* inside the check's naps */
+	cr_assert_eq(pthread_cancel(t), 0); /* acted on at pause(), after lmm_put returned */
+	atomic_store(&l.leave, true); /* well inside the check's 50 ms */
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	cr_assert(atomic_load(&p.returned), "lmm_put was cancelled inside LMM_F_DEBUG's free-time check");
+	cr_assert_eq(pthread_join(l.th, NULL), 0);
+	cr_assert_eq(atomic_load(&harness_frees), 1);
+	lmm_put(&l.b->ctx);
+	cr_assert_eq(lmm_barrier(l.d), 0);
+	cr_assert_eq(atomic_load(&harness_frees), 2);
+	cr_assert_eq(lmm_domain_destroy(l.d), 0);
+}
+
+/* The idle bracket, a quiescent report and going offline are the worker loop's, never a hook's. */
+SCHEME_TEST_OPTS(misuse, switch_ctx_calls_the_worker_loop, .timeout = 30)
+{
+	reentry_kind = REENTER_IDLE_ENTER;
+	expect_abort(reentry, &scheme, "lazymm: lmm_idle_enter: called from inside switch_ctx");
+	reentry_kind = REENTER_IDLE_EXIT;
+	expect_abort(reentry, &scheme, "lazymm: lmm_idle_exit: called from inside switch_ctx");
+	reentry_kind = REENTER_QUIESCENT;
+	expect_abort(reentry, &scheme, "lazymm: lmm_quiescent: called from inside switch_ctx");
+	reentry_kind = REENTER_OFFLINE;
+	expect_abort(reentry, &scheme, "lazymm: lmm_worker_offline: called from inside switch_ctx");
 }

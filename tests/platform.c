@@ -13,7 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "lazymm.h"
+#include "harness.h"
 #include "platform/platform.h"
 
 #if !defined(LMM_EXPECT_MEMBARRIER) || !defined(LMM_EXPECT_RTSIG)
@@ -65,31 +65,24 @@ Test(platform, default_signal_as_configured)
 }
 
 /* A domain that needs no explicit signal works with the configured default. */
-static void sw(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
-{
-	(void)flags;
-	(void)w; (void)prev; (void)next;
-}
-static void nop(struct lmm_ctx *c) { (void)c; }
-
 Test(platform, domains_work_with_the_default_signal)
 {
-	static const struct lmm_ops ops = { .switch_ctx = sw, .teardown = nop, .free = nop };
-	for (int s = LMM_SCHEME_REFCOUNT; s <= LMM_SCHEME_RCU; s++) {
-		if (!lmm_scheme_available((enum lmm_scheme)s))
-			continue;
-		struct lmm_config cfg = { .scheme = (enum lmm_scheme)s, .ops = &ops };
+	for (unsigned i = 0; i < H_NSCHEMES; i++) {
+		enum lmm_scheme s = h_schemes[i];
+		struct lmm_config cfg = { .scheme = s, .ops = &harness_ops };
 		struct lmm_domain *d = NULL;
-		cr_assert_eq(lmm_domain_create(&cfg, &d), 0, "%s", lmm_scheme_name((enum lmm_scheme)s));
+		cr_assert_eq(lmm_domain_create(&cfg, &d), 0, "%s", lmm_scheme_name(s));
 		struct lmm_worker *w = NULL;
 		cr_assert_eq(lmm_worker_online(d, NULL, &w), 0);
-		struct lmm_ctx c;
-		cr_assert_eq(lmm_ctx_init(d, &c), 0);
-		lmm_switch(w, &c);
+		struct tctx c = { 0 };
+		h_tctx_prepare(&c, false);
+		cr_assert_eq(lmm_ctx_init(d, &c.ctx), 0);
+		lmm_switch(w, &c.ctx);
 		lmm_switch(w, NULL);
-		lmm_put(&c);
+		lmm_put(&c.ctx);
 		cr_assert_eq(lmm_worker_offline(w), 0);
 		cr_assert_eq(lmm_barrier(d), 0);
+		cr_assert_eq(atomic_load(&c.frees), 1);
 		cr_assert_eq(lmm_domain_destroy(d), 0);
 	}
 }

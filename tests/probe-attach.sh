@@ -1,7 +1,9 @@
 #!/bin/sh
-# Attach bpftrace to lazymm:free_deferred in LIBRARY, run DRIVER (which
-# passes it N times) and check the probe fired N times. Skipped (77) where
-# that cannot be done: not root, no bpftrace, no uprobes, no probes built.
+# Attach bpftrace to lazymm:free_deferred and lazymm:defer_handoff in
+# LIBRARY, run DRIVER (which passes the first 2N times, the second N times)
+# and check each fired that often. Skipped (77) where that cannot be done:
+# not root, no bpftrace, no uprobes, no probes built; .ci/run requires a
+# pass where root, bpftrace and uprobes are all there.
 # Usage: probe-attach.sh LIBRARY DRIVER yes|no (meson found <sys/sdt.h>)
 set -u
 lib=$(readlink -f "$1") driver=$2 have=$3 n=20
@@ -21,7 +23,8 @@ exec 3>"$tmp/go"
 # Started apart, not with -c: bpftrace 0.17 cannot resolve a shared
 # library's probe for a child it starts. BEGIN prints once attached.
 bpftrace -e "BEGIN { printf(\"attached\n\"); }
-	usdt:$lib:lazymm:free_deferred /pid == $drv/ { @fired = count(); }" >"$tmp/out" 2>&1 &
+	usdt:$lib:lazymm:free_deferred /pid == $drv/ { @freed = count(); }
+	usdt:$lib:lazymm:defer_handoff /pid == $drv/ { @handoffs = count(); }" >"$tmp/out" 2>&1 &
 bt=$!
 i=0
 until grep -q attached "$tmp/out"; do
@@ -41,9 +44,14 @@ kill -INT $bt
 wait $bt
 cat "$tmp/out"
 [ $rc = 0 ] || { echo "probe-attach: driver failed ($rc)"; exit 1; }
-fired=$(sed -n 's/^@fired: \([0-9]*\)$/\1/p' "$tmp/out")
-if [ "${fired:-0}" != $n ]; then
-	echo "probe-attach: lazymm:free_deferred fired ${fired:-0} times, expected $n"
-	exit 1
-fi
-echo "probe-attach: lazymm:free_deferred fired $n times"
+status=0
+for want in "freed free_deferred $((2 * n))" "handoffs defer_handoff $n"; do
+	set -- $want
+	fired=$(sed -n "s/^@$1: \([0-9]*\)$/\1/p" "$tmp/out")
+	if [ "${fired:-0}" != "$3" ]; then
+		echo "probe-attach: lazymm:$2 fired ${fired:-0} times, expected $3"; status=1
+	else
+		echo "probe-attach: lazymm:$2 fired $3 times"
+	fi
+done
+exit $status

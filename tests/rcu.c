@@ -119,13 +119,13 @@ static void dying_under_lazy_worker(enum lazy_mode mode)
 }
 
 /* A context dies while a worker lazy on it keeps running context-less tasks. */
-Test(rcu_scheme, dying_while_running_contextless_tasks, .timeout = 30)
+Test(rcu, dying_while_running_contextless_tasks, .timeout = 30)
 {
 	dying_under_lazy_worker(BUSY_CONTEXTLESS);
 }
 
 /* A context dies while a worker lazy on it sleeps without lmm_idle_enter. */
-Test(rcu_scheme, dying_while_sleeping_without_idle, .timeout = 30)
+Test(rcu, dying_while_sleeping_without_idle, .timeout = 30)
 {
 	dying_under_lazy_worker(SLEEP_NO_IDLE);
 }
@@ -135,7 +135,7 @@ Test(rcu_scheme, dying_while_sleeping_without_idle, .timeout = 30)
  * help (10 s) and lmm_barrier gives up after 5 s: only barrier_wait taking
  * this worker offline lets the grace period end.
  */
-Test(rcu_scheme, barrier_from_lazy_worker, .timeout = 30)
+Test(rcu, barrier_from_lazy_worker, .timeout = 30)
 {
 	struct lmm_domain *d = rcu_domain(LMM_F_DEBUG, "10000", NULL);
 	struct lmm_worker *w = h_online(d);
@@ -163,7 +163,7 @@ Test(rcu_scheme, barrier_from_lazy_worker, .timeout = 30)
 }
 
 /* Idle workers never hold a grace period up, lazy or not. */
-Test(rcu_scheme, idle_worker_lets_frees_through, .timeout = 30)
+Test(rcu, idle_worker_lets_frees_through, .timeout = 30)
 {
 	struct lmm_domain *d = rcu_domain(0, "10000", NULL);
 	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
@@ -187,7 +187,7 @@ Test(rcu_scheme, idle_worker_lets_frees_through, .timeout = 30)
 }
 
 /* A flood of frees while grace periods are slow: droppers are held back. */
-Test(rcu_scheme, flood_backlog_bounded, .timeout = 60)
+Test(rcu, flood_backlog_bounded, .timeout = 60)
 {
 	struct lmm_domain *d = rcu_domain(0, "5", "32");
 	struct lazy_worker t = { .d = d, .mode = ONLINE_SLEEPER };
@@ -284,7 +284,7 @@ static void *app_updater(void *arg)
 	return NULL;
 }
 
-Test(rcu_scheme, application_uses_liburcu_memb, .timeout = 60)
+Test(rcu, application_uses_liburcu_memb, .timeout = 60)
 {
 	struct coexist c = { .d = rcu_domain(LMM_F_DEBUG, NULL, NULL) };
 	app_shared = calloc(1, sizeof(*app_shared));
@@ -323,7 +323,7 @@ Test(rcu_scheme, application_uses_liburcu_memb, .timeout = 60)
 }
 
 /* A thread that already is an online QSBR reader cannot become a worker. */
-Test(rcu_scheme, qsbr_reader_refused_as_worker, .timeout = 30)
+Test(rcu, qsbr_reader_refused_as_worker, .timeout = 30)
 {
 	struct lmm_domain *d = rcu_domain(0, NULL, NULL);
 	struct lmm_worker *w = NULL;
@@ -337,7 +337,7 @@ Test(rcu_scheme, qsbr_reader_refused_as_worker, .timeout = 30)
 }
 
 /*
- * Regression: a worker that only ever switches task to task (never lazy,
+ * A worker that only ever switches task to task (never lazy,
  * never idle) must still report quiescence at its switches, or every grace
  * period waits for the stall nudge. The nudge delay is set far beyond the
  * barrier's timeout, so a missing report shows as -ETIMEDOUT and a nudge.
@@ -364,7 +364,7 @@ static void *hop_main(void *arg)
 	return NULL;
 }
 
-Test(rcu_scheme, task_to_task_switches_report_quiescence, .timeout = 60)
+Test(rcu, task_to_task_switches_report_quiescence, .timeout = 60)
 {
 	struct lmm_domain *d = rcu_domain(0, "60000", NULL);
 	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false), *c = h_ctx(d, false);

@@ -457,7 +457,7 @@ Test(shootdown, blocked_signal_reclaims_later, .timeout = 30)
  * A signal that never reaches the handler: the holder takes it itself with
  * sigtimedwait (as a sigwait loop of the application's could), so the
  * acknowledgement resend() waits for never comes. (TSan's runtime can take
- * the domain's signal the same way; .ci/torture hits it now and then.) The
+ * the domain's signal the same way.) The
  * holder must be signalled again, after a long pause, or the context waits
  * forever.
  */

@@ -203,8 +203,8 @@ static void stress_common(enum lmm_scheme scheme, unsigned flags)
 	cr_assert_eq(lmm_domain_destroy(st.d), 0);
 }
 
-SCHEME_TEST_OPTS(stress, .timeout = 300) { stress_common(scheme, 0); }
-SCHEME_TEST_OPTS(stress_deferred_debug, .timeout = 300) { stress_common(scheme, LMM_F_DEFER_FREE | LMM_F_DEBUG); }
+SCHEME_TEST_OPTS(stress, stress, .timeout = 300) { stress_common(scheme, 0); }
+SCHEME_TEST_OPTS(stress, stress_deferred_debug, .timeout = 300) { stress_common(scheme, LMM_F_DEFER_FREE | LMM_F_DEBUG); }
 
 /*
  * Going lazy and the lazy hit run outside the critical section that defers
@@ -245,7 +245,7 @@ static void *round_tripper(void *arg)
 	return NULL;
 }
 
-SCHEME_TEST(lazy_fast_path_under_signals)
+SCHEME_TEST(stress, lazy_fast_path_under_signals)
 {
 	if (scheme != LMM_SCHEME_SHOOTDOWN && scheme != LMM_SCHEME_RCU)
 		cr_skip_test("%s installs no signal handler", lmm_scheme_name(scheme));

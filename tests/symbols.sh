@@ -1,9 +1,10 @@
 #!/bin/sh
 # The shared library exports exactly the public functions of lazymm.h, each
-# at a version of lib/lazymm.map, and the map lists exactly those.
-# Usage: symbols.sh LIBRARY HEADER MAP
+# at a version of lib/lazymm.map, and the map lists exactly those; with
+# SONAME, the library's DT_SONAME is that (liblazymm.so.0.2 for 0.2.x).
+# Usage: symbols.sh LIBRARY HEADER MAP [SONAME]
 set -eu
-lib=$1 header=$2 map=$3
+lib=$1 header=$2 map=$3 soname=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 grep -o '^LMM_PUBLIC [^(]*(' "$header" | sed 's/.*[ *]\([a-z_0-9]*\)($/\1/' | sort >"$tmp/header"
@@ -22,5 +23,11 @@ fi
 if grep -v '@@\?LAZYMM_[0-9.]*$' "$tmp/exports"; then
 	echo "symbols: exported without a LAZYMM_ version (above)"; status=1
 fi
-[ $status = 0 ] && echo "symbols: $(wc -l <"$tmp/names") functions, all versioned: $(sed 's/.*@//' "$tmp/exports" | sort -u | tr '\n' ' ')"
+if [ -n "$soname" ]; then
+	got=$(readelf -dW "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]$/\1/p')
+	if [ "$got" != "$soname" ]; then
+		echo "symbols: $lib has SONAME '$got', expected $soname"; status=1
+	fi
+fi
+[ $status = 0 ] && echo "symbols: ${soname:+SONAME $soname, }$(wc -l <"$tmp/names") functions, all versioned: $(sed 's/.*@//' "$tmp/exports" | sort -u | tr '\n' ' ')"
 exit $status

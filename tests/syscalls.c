@@ -111,5 +111,12 @@ int main(int argc, char **argv)
 	atomic_store(&phase, 2);
 	pthread_join(t, NULL);
 	lmm_worker_offline(w);
+	/*
+	 * The second worker's offline may have ended the last hold on a
+	 * (refcount counts it): with LMM_F_DEFER_FREE that free runs on the
+	 * library thread, maybe still now, and destroy would say -EBUSY.
+	 */
+	while (lmm_barrier(d))
+		;
 	return lmm_domain_destroy(d) ? 1 : 0;
 }

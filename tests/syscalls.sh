@@ -5,7 +5,9 @@
 # LMM_F_NO_THREADS. A system call is the library's when its stack passes
 # through liblazymm or liburcu, or when a library thread makes it. Prints
 # what each run used and fails if the library made a call the page does not
-# list for that scheme. SKIP (77) without a strace that can unwind (-k).
+# list for that scheme; the lists are read from the page itself (LMM_MAN7,
+# else docs/man/lazymm.7 next to this script). SKIP (77) without a strace
+# that can unwind (-k).
 # Usage: syscalls.sh [--no-membarrier] LMM-SYSCALLS SCHEME...
 # (--no-membarrier: a build without membarrier(2), -Dmembarrier=false,
 # where every scheme's lmm_membarrier signals.)
@@ -21,10 +23,34 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
 
-# What lazymm(7) lists.
-every="futex mmap munmap mprotect madvise brk getrandom membarrier clock_nanosleep"
-thread="clone3 clone rt_sigaction rt_sigprocmask set_robust_list rseq exit openat write close"
-signal="rt_sigaction rt_sigprocmask rt_sigreturn getpid tgkill"
+# What lazymm(7) lists, read from the page: the list after "System calls
+# the library makes", one item per scheme or role; in each item, the words
+# that are system call names (of <sys/syscall.h>; without a compiler,
+# every word).
+page=${LMM_MAN7:-$(dirname "$0")/../docs/man/lazymm.7}
+[ -f "$page" ] || { echo "syscalls: no page $page"; exit 1; }
+printf '#include <sys/syscall.h>\n' | ${CC:-cc} -dM -E - 2>/dev/null |
+	sed -n 's/^#define SYS_\([a-z_0-9]*\) .*/\1/p' | sort -u >"$tmp/sysnames" || true
+awk '
+	/^System calls the library makes/ { on = 1; next }
+	on && /^\.El/ { exit }
+	on && /^\.It / { tag = substr($0, 5); gsub(/Cm |,/, "", tag); gsub(/  +/, " ", tag); next }
+	on && tag != "" { n = split($0, w, /[^a-z_0-9]+/); for (i = 1; i <= n; i++) if (w[i] != "") print tag "\t" w[i] }
+' "$page" >"$tmp/listed"
+item() {
+	words=$(awk -F "$(printf '\t')" -v t="$1" '$1 == t { print $2 }' "$tmp/listed" | sort -u)
+	if [ -s "$tmp/sysnames" ]; then
+		words=$(echo "$words" | grep -Fxf "$tmp/sysnames" || true)
+	fi
+	words=$(echo $words)
+	[ -n "$words" ] || { echo "syscalls: $page lists no system calls under '.It $1' (renamed?)" >&2; exit 1; }
+	echo "$words"
+}
+every=$(item "every scheme")
+thread=$(item "a library thread")
+signal=$(item "shootdown rcu")
+rcu_only=$(item "rcu")
+echo "lazymm(7): every scheme: $every; a library thread: $thread; signals: $signal; rcu: $rcu_only"
 
 for scheme in "$@"; do
 	for flags in plain defer nothreads; do
@@ -55,7 +81,7 @@ for scheme in "$@"; do
 		allowed="$every"
 		[ "$threads" = none ] || allowed="$allowed $thread"
 		case $signals_all/$scheme in true/* | */shootdown | */rcu) allowed="$allowed $signal" ;; esac
-		[ "$scheme" = rcu ] && allowed="$allowed poll"
+		[ "$scheme" = rcu ] && allowed="$allowed $rcu_only"
 		for c in $calls; do
 			case " $allowed " in *" $c "*) ;; *) echo "syscalls: $scheme $flags: $c is not in lazymm(7)'s list"; status=1 ;; esac
 		done

@@ -432,7 +432,14 @@ static void *worker_main(void *arg)
 			/* Relaxed: set before a locked signal. Armed timers belong to live VMs. */
 			if (!me->timers && RELAXED_LOAD(g.stop))
 				break;
-			/* Idle: no lmm_switch between these two. The lazy VM stays installed. */
+			/*
+			 * Idle: no lmm_switch between these two. The lazy VM stays
+			 * installed. The queue lock is held across the bracket (the
+			 * condition wait needs it): legal only because this VMM's
+			 * switch_ctx takes no lock, and lmm_idle_enter/exit may run
+			 * it under rcu (lazymm(7), "Hooks, calls and threads"). A
+			 * switch_ctx that took this lock would deadlock here.
+			 */
 			lmm_idle_enter(me->w);
 			me->idle_sleeps++;
 			if (me->timers)

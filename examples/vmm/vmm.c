@@ -22,6 +22,13 @@
  *     munmap'ed from the free hook of the last table that maps it, i.e. only
  *     once no vCPU has any such table installed, not even lazily.
  *
+ * The vCPU loop is lazymm(7)'s "The worker loop: a VMM" (switch to the
+ * guest, run it, report a quiescent state after each exit, switch to NULL
+ * before the next task; the idle bracket around a halt only); the free
+ * hook that munmaps runs where "Hooks, calls and threads" says, never under
+ * a lock of ours; protect() shows "Per-context memory barrier"
+ * (lmm_membarrier).
+ *
  * Every access is checked against the region table it was translated with;
  * any violation is reported and makes the exit status non-zero. A use of an
  * unmapped region would crash outright.
@@ -293,7 +300,14 @@ static void guest_access(struct vcpu *v, struct gmem *m, uint64_t gpa, bool writ
 	atomic_store_explicit(&v->seq, s + 2, memory_order_release);
 }
 
-/* A users reference on the VM's current table. */
+/*
+ * A users reference on the VM's current table. Deliberately a shared
+ * lmm_get per VM entry, under the VM's mutex: a software MMU's table can be
+ * replaced by the control thread at any entry, so each entry looks it up
+ * anew. The KVM examples (examples/kvm-vmm, examples/kvm-uk) show the
+ * per-worker pattern of lazymm(7), where the vCPU task holds its VM's
+ * reference for its whole life and an entry takes no lock.
+ */
 static struct gmem *vm_mem_get(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -336,6 +350,13 @@ static void *vcpu_main(void *arg)
 			for (unsigned i = 0; i < 256; i++)
 				guest_access(v, m, random_gpa(v, m), rnd(&v->rnd) % 2, (unsigned char)rnd(&v->rnd));
 		}
+		/*
+		 * The guest exited: nothing of it is held across this point. Under
+		 * rcu, report a quiescent state so that a grace period need not
+		 * nudge this vCPU (lazymm(7), "The worker loop: a VMM"); a no-op
+		 * under the other schemes.
+		 */
+		lmm_quiescent(v->w);
 		lmm_switch(v->w, NULL); /* VM exit to the host: the table stays installed lazily */
 		lmm_put(&m->ctx);
 		if (v->io || rnd(&v->rnd) % 8 == 0) {

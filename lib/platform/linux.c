@@ -49,7 +49,8 @@ bool lmm_plat_have_membarrier(void)
 void lmm_plat_heavy_fence(void)
 {
 	if (!lmm_plat_have_membarrier()) {
-		/* No membarrier: the fast side uses a full fence too (see platform.h). */
+		/* No membarrier: the fast side uses a full fence too (see platform.h;
+		 * litmus: hazard-publish). */
 		atomic_thread_fence(memory_order_seq_cst);
 		return;
 	}
@@ -81,7 +82,8 @@ bool lmm_plat_membarrier_register(void) { return false; }
 bool lmm_plat_have_membarrier(void) { return false; }
 void lmm_plat_heavy_fence(void)
 {
-	/* Pairs with the full fence the fast side issues when membarrier is missing. */
+	/* Pairs with the full fence the fast side issues when membarrier is missing
+	 * (litmus: hazard-publish). */
 	atomic_thread_fence(memory_order_seq_cst);
 }
 #endif

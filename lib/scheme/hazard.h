@@ -32,6 +32,7 @@ static inline void hazard_light_fence(bool careful)
 	if (careful)
 		lmm_plat_light_fence();
 	else
+		/* Compiler barrier only (litmus: hazard-publish): */
 		atomic_signal_fence(memory_order_seq_cst); /* pairs with lmm_plat_heavy_fence (membarrier) */
 }
 

@@ -69,7 +69,12 @@ static unsigned gp_waiting; /* grace periods in progress, under all_lock */
 static __thread bool is_reclaimer;
 /* rcu_signal runs (maybe in the handler): drops become leave_torn's atomic decrement. */
 static __thread bool in_signal;
-/* A child of a process that had rcu domains: liburcu-qsbr's registry lists ghosts (fork). */
+/*
+ * rcu_used: this process may have touched liburcu-qsbr (set, under all_lock,
+ * before an rcu domain's reclaim thread is started; never cleared).
+ * forked_after_rcu: a child of such a process, whose liburcu-qsbr registry
+ * lists ghosts or was copied locked (fork).
+ */
 static bool rcu_used, forked_after_rcu;
 
 static inline struct ctx_impl *queue_next(struct ctx_impl *c)
@@ -135,11 +140,22 @@ static void drain_orphan(struct lmm_worker *w)
 }
 
 /*
- * Nudge rounds, numbered for the process: a new one begins with every
- * grace period and after every round of nudges. A worker that reported in
- * the current round is not nudged (nudge_worker).
+ * A time stamp, not a round number: grace periods span every rcu domain
+ * of the process, and each domain nudges on its own clock. A round count
+ * shared by the domains made each domain's grace period or nudge round
+ * stale every earlier report, and a worker that reported every 0.1 ms was
+ * nudged; one per domain would need a stamp per worker and domain. With the
+ * time, a worker that reported within the nudging domain's delay is left
+ * alone whoever nudges. A round runs at least nudge_ns after its grace
+ * period began (wait_grace_period), so a report that recent came after the
+ * beginning, as with the round number.
  */
-static atomic_ulong nudge_round;
+static inline uintptr_t now_us(void)
+{
+	/* Truncated on 32-bit: compared modulo 2^32 us (71 min), delays are at most 100 s. */
+	uintptr_t t = (uintptr_t)(lmm_plat_now_ns() / 1000);
+	return t ? t : 1;
+}
 
 /* Report a quiescent state if the thread is an online reader. */
 static inline void report_qs(struct lmm_worker *w)
@@ -148,11 +164,11 @@ static inline void report_qs(struct lmm_worker *w)
 		return;
 	urcu_qsbr_quiescent_state();
 	/*
-	 * Relaxed: a hint for nudge_worker. A stale round there costs one
+	 * Relaxed: a hint for nudge_worker. A stale stamp there costs one
 	 * needless nudge, or delays one by a round; liburcu orders the report.
+	 * clock_gettime is async-signal-safe (the nudge handler reports too).
 	 */
-	atomic_store_explicit(&w->cold.rcu.reported,
-			      atomic_load_explicit(&nudge_round, memory_order_relaxed), memory_order_relaxed);
+	atomic_store_explicit(&w->cold.rcu.reported, now_us(), memory_order_relaxed);
 }
 
 /* An online reader settles its lazy hold, then reports. In critical (or the signal hook). */
@@ -221,7 +237,7 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 	/*
 	 * Acq_rel, as lmm_drop's decrement plus its acquire load: switch_ctx's
 	 * last use of ctx comes first, and whoever runs the final drop sees
-	 * every earlier drop.
+	 * every earlier drop (litmus: rcu-orphan).
 	 */
 	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) != 1)
 		return;
@@ -239,7 +255,8 @@ static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 		if (in_signal)
 			leave_torn(w, ctx);
 		else
-			/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first. */
+			/* Release (inside lmm_drop): switch_ctx's last use of ctx comes first
+			 * (litmus: ctx-last-put). */
 			lmm_drop(ctx);
 	}
 }
@@ -293,8 +310,9 @@ static bool holds_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	/*
 	 * Acquire: pairs with the release store of active after switch_ctx (a
-	 * worker seen elsewhere is done with ctx). Relaxed state: ordered by
-	 * the fence in rcu_users_zero against settle_lazy_hold's.
+	 * worker seen elsewhere is done with ctx; litmus: install-active).
+	 * Relaxed state: ordered by the fence in rcu_users_zero against
+	 * settle_lazy_hold's.
 	 */
 	return atomic_load_explicit(&w->active, memory_order_acquire) == ctx &&
 	       (atomic_load_explicit(&w->hot.rcu.state, memory_order_relaxed) & RS_COUNTED);
@@ -363,9 +381,6 @@ static void set_want(struct lmm_worker *w, void *arg)
 static void want_qs(bool begin)
 {
 	pthread_mutex_lock(&all_lock);
-	if (begin)
-		/* Relaxed: a hint (report_qs); reports before this grace period do not count. */
-		atomic_fetch_add_explicit(&nudge_round, 1, memory_order_relaxed);
 	if (begin ? gp_waiting++ == 0 : --gp_waiting == 0)
 		for_each_rcu_worker(set_want, (void *)(uintptr_t)begin);
 	pthread_mutex_unlock(&all_lock);
@@ -383,9 +398,13 @@ static void nudge_worker(struct lmm_worker *w, void *arg)
 	 * that came online is covered by the next round. */
 	if (!atomic_load_explicit(&w->online, memory_order_relaxed) || !(rs_get(w) & RS_ONLINE))
 		return;
-	/* Relaxed: hints (report_qs). It reported since this round began: leave it be. */
-	if (atomic_load_explicit(&w->cold.rcu.reported, memory_order_relaxed) ==
-	    atomic_load_explicit(&nudge_round, memory_order_relaxed))
+	/*
+	 * Relaxed: a hint (report_qs). It reported within our nudge delay:
+	 * leave it be. The clock read after the stamp: a report racing with
+	 * this round is never in the future.
+	 */
+	uintptr_t reported = atomic_load_explicit(&w->cold.rcu.reported, memory_order_relaxed);
+	if (reported && now_us() - reported < (uintptr_t)(n->rd->nudge_ns / 1000))
 		return;
 	if (lmm__signal_worker(w))
 		n->sent++;
@@ -396,8 +415,6 @@ static void nudge_all(struct rcu_domain *rd)
 	struct nudge_round n = { .rd = rd };
 	pthread_mutex_lock(&all_lock);
 	for_each_rcu_worker(nudge_worker, &n);
-	/* Relaxed: the round number is a hint (report_qs). */
-	atomic_fetch_add_explicit(&nudge_round, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&all_lock);
 	stat_add(rd->d, ST_RCU_NUDGES, n.sent);
 	LMM_PROBE(rcu_nudge, rd->d, (unsigned long)n.sent);
@@ -496,6 +513,7 @@ static void drain_orphan_of(struct lmm_worker *w, void *arg)
 /* Every orphan of the domain's workers (leave_torn posted the wake). */
 static void drain_orphans(struct rcu_domain *rd)
 {
+	/* Acquire inside (lmm__for_each_worker; litmus: worker-publish). */
 	lmm__for_each_worker(rd->d, drain_orphan_of, NULL);
 }
 
@@ -721,6 +739,17 @@ static int rcu_domain_init(struct lmm_domain *d)
 		goto err_lock;
 	if (pthread_cond_init(&rd->progress, &ca))
 		goto err_wake;
+	/*
+	 * Before the reclaim thread exists: it registers with liburcu-qsbr at
+	 * once, and a fork from then on may copy liburcu's registry locked or
+	 * listing it (rcu_atfork refuses rcu to such a child). Under all_lock,
+	 * which the fork's prepare takes. Not undone if the thread cannot be
+	 * started: another domain may have set it meanwhile; a child refused
+	 * for nothing is safe.
+	 */
+	pthread_mutex_lock(&all_lock);
+	rcu_used = true;
+	pthread_mutex_unlock(&all_lock);
 	ret = lmm__thread_start(d, &rd->thread, reclaim_main, rd, "lmm-rcu");
 	if (ret)
 		goto err_progress;
@@ -729,7 +758,6 @@ static int rcu_domain_init(struct lmm_domain *d)
 	pthread_mutex_lock(&all_lock);
 	rd->next = all_domains;
 	all_domains = rd;
-	rcu_used = true;
 	pthread_mutex_unlock(&all_lock);
 	return 0;
 

@@ -32,8 +32,12 @@ struct rcu_cold {
 	 * last user waiting in users_zero, runs it (one exchange decides who).
 	 */
 	_Atomic(struct lmm_ctx *) orphan;
-	/* The nudge round of the worker's last report (nudge_all skips it). */
-	atomic_ulong reported;
+	/*
+	 * When the worker last reported, in microseconds of the monotonic
+	 * clock (0: never). A nudge round skips a worker that reported within
+	 * its domain's nudge delay (nudge_worker).
+	 */
+	_Atomic(uintptr_t) reported;
 };
 
 /* Per context, once its count reached 0: the reclaim queue. */

@@ -15,7 +15,8 @@
 static void refcount_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	(void)w;
-	/* The full drop: its release orders switch_ctx's last use of ctx before free. */
+	/* The full drop: its release orders switch_ctx's last use of ctx before free
+	 * (litmus: ctx-last-put). */
 	lmm_drop(ctx);
 }
 

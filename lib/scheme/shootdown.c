@@ -49,6 +49,7 @@ struct shootdown_domain {
 	pthread_cond_t cond;
 	struct ctx_impl *head; /* contexts waiting for the reclaim thread */
 	bool started, stop, kicked;
+	bool starting; /* a dropper runs cfg.thread_create, without the lock (hand_off) */
 	pthread_t thread;
 };
 
@@ -68,7 +69,8 @@ static bool ctx_dying(struct lmm_ctx *ctx)
 {
 	/*
 	 * Relaxed: the core stores DYING before count_zero; a reader that must
-	 * see it (the handler) first acquires the ticket released after it.
+	 * see it (the handler) first acquires the ticket released after it
+	 * (litmus: sd-ticket).
 	 */
 	return atomic_load_explicit(&ctx_impl(ctx)->state, memory_order_relaxed) == CTX_DYING;
 }
@@ -101,12 +103,14 @@ static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
 	 * must be our last touch of prev. switch_ctx is done with prev; after
 	 * this the core only stores active. Release pairs with sweep's acquire
 	 * of the word: switch_ctx's last use of prev happens before the free
-	 * (litmus: sd-self-clear).
+	 * (litmus: sd-self-clear; the order against the filter's free of the
+	 * mask: sd-self-clear-filter).
 	 * (LMM_F_DEBUG's check tolerates the few instructions until active is
 	 * stored: see debug_check_worker.)
 	 */
 	_Atomic(unsigned long) *word = &ctx_impl(prev)->worker_mask[w->id / BITS_PER_LONG];
-	/* Release: pairs with sweep's acquire of the word (see above; litmus: sd-self-clear). */
+	/* Release: pairs with sweep's acquire of the word (see above; litmus: sd-self-clear,
+	 * sd-self-clear-filter). */
 	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
 	/* Relaxed: owner-only flag. */
 	if (!atomic_load_explicit(&w->cold.shootdown.shooting, memory_order_relaxed))
@@ -224,7 +228,7 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 
 	for (unsigned i = 0; i < d->mask_words; i++) {
 		/* Acquire pairs with the release bit clear in sd_switched_away
-		 * (litmus: sd-self-clear). */
+		 * (litmus: sd-self-clear, sd-self-clear-filter). */
 		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_acquire);
 		while (bits) {
 			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
@@ -235,8 +239,10 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 			/*
 			 * Acquire pairs with the release store of active after
 			 * switch_ctx: a worker seen elsewhere is done with ctx.
-			 * No new install can race: the count is 0 (litmus:
-			 * install-active, sd-mask-visible).
+			 * No new install can race: the count is 0. The worker
+			 * cleared its own bit before storing active, so the
+			 * free of the mask comes after its last touch (litmus:
+			 * install-active, sd-mask-visible, sd-self-clear-filter).
 			 */
 			if (!w || atomic_load_explicit(&w->active, memory_order_acquire) != ctx) {
 				mask_clear(c, id);
@@ -374,7 +380,13 @@ static void *reclaim_main(void *arg)
 	return NULL;
 }
 
-/* Give @c to the reclaim thread. false if the thread cannot be started. */
+/*
+ * Give @c to the reclaim thread. false if there is no thread (yet): the
+ * caller keeps shooting itself and tries again. The thread is started at
+ * the first hand-off, inside lmm_put or lmm_drop, with no lock of ours
+ * held: cfg.thread_create is the runtime's hook (lazymm(7)). A dropper that
+ * finds another starting it does not wait for it.
+ */
 static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
 {
 	struct shootdown_domain *sd = d->scheme_state.shootdown;
@@ -382,8 +394,20 @@ static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
 
 	pthread_mutex_lock(&sd->lock);
 	if (!sd->started && !(d->cfg.flags & LMM_F_NO_THREADS)) {
-		ok = lmm__thread_start(d, &sd->thread, reclaim_main, d, "lmm-shootdown") == 0;
-		sd->started = ok;
+		ok = false;
+		if (!sd->starting) {
+			sd->starting = true;
+			pthread_mutex_unlock(&sd->lock);
+			pthread_t t;
+			bool started = lmm__thread_start(d, &t, reclaim_main, d, "lmm-shootdown") == 0;
+			pthread_mutex_lock(&sd->lock);
+			sd->starting = false;
+			if (started) {
+				sd->thread = t;
+				sd->started = true;
+				ok = true;
+			}
+		}
 	}
 	if (ok) {
 		set_next(c, sd->head);
@@ -426,8 +450,10 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	set_next(c, NULL);
 	if (d->cfg.flags & LMM_F_DEFER_FREE) {
 		/* The caller never waits: the reclaim thread batches the rounds (c). */
-		if (hand_off(d, c))
+		if (hand_off(d, c)) {
+			LMM_PROBE(defer_handoff, d, ctx);
 			return;
+		}
 	} else if (self_stuck) {
 		/* Waiting on ourselves would only burn the bound. */
 		if (hand_off(d, c)) {

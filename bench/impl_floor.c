@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * floor: the same loops with two thread-local stores through a call per
+ * switch, and nothing else: what any implementation costs at least.
+ */
+#include "bench.h"
+
+static __thread struct bctx *floor_current;
+static __thread uintptr_t floor_slot;
+
+BENCH_CALL static void floor_switch(struct bctx *next)
+{
+	floor_current = next;
+	floor_slot = (uintptr_t)next;
+	/* Keeps the stores and the call: the compiler may not fold loop iterations. */
+	__asm__ volatile("" ::: "memory");
+}
+
+static inline void loop_switch(struct bthread *t, struct bctx *next)
+{
+	(void)t;
+	floor_switch(next);
+}
+
+static inline void loop_idle_enter(struct run *r, struct bthread *t)
+{
+	(void)r;
+	(void)t;
+}
+
+static inline void loop_idle_exit(struct run *r, struct bthread *t)
+{
+	(void)r;
+	(void)t;
+}
+
+#include "loops.h"
+
+static void floor_run(struct run *r, unsigned max_workers)
+{
+	(void)r;
+	(void)max_workers;
+}
+
+static void floor_nothing(struct run *r)
+{
+	(void)r;
+}
+
+static void floor_put(struct run *r, struct bctx *c)
+{
+	(void)r;
+	bench_ctx_free(c);
+}
+
+static void floor_thread(struct run *r, struct bthread *t)
+{
+	(void)r;
+	(void)t;
+}
+
+const struct impl_ops floor_ops = {
+	.open = floor_run,
+	.close = floor_nothing,
+	.ctx_put = floor_put,
+	.barrier = floor_nothing,
+	.thread_enter = floor_thread,
+	.thread_leave = floor_thread,
+	.sw = loop_switch,
+	.idle_enter = loop_idle_enter,
+	.idle_exit = loop_idle_exit,
+	LOOPS_OPS,
+};
