@@ -54,14 +54,8 @@ bool lmm_get_not_zero(struct lmm_ctx *ctx)
 	struct ctx_impl *c = checked(ctx, "lmm_get_not_zero");
 	if (c->is_init)
 		return true;
-	long old = atomic_load_explicit(&c->users, memory_order_relaxed);
-	do {
-		if (old <= 0)
-			return false;
-		/* Relaxed: like refcount_inc_not_zero, the caller's count reference keeps c alive. */
-	} while (!atomic_compare_exchange_weak_explicit(&c->users, &old, old + 1,
-						       memory_order_relaxed, memory_order_relaxed));
-	return true;
+	/* Relaxed: like refcount_inc_not_zero, the caller's count reference keeps c alive. */
+	return atomic_long_inc_not_zero(&c->users);
 }
 
 void lmm_put(struct lmm_ctx *ctx)

@@ -10,25 +10,18 @@
 #include "alloc.h"
 #include "internal.h"
 
-/* Adding a scheme: one file in lib/, one line here, one in meson.build. */
+/* The built schemes, from meson.build's list (LMM_SCHEME_LIST; docs/design.md, "Adding a scheme"). */
 static const struct lmm_scheme_ops *const schemes[] = {
-	[LMM_SCHEME_REFCOUNT] = &lmm_scheme_refcount,
-#ifdef LMM_HAVE_SHOOTDOWN
-	[LMM_SCHEME_SHOOTDOWN] = &lmm_scheme_shootdown,
-#endif
-#ifdef LMM_HAVE_HAZARD
-	[LMM_SCHEME_HAZARD] = &lmm_scheme_hazard,
-#endif
-#ifdef LMM_HAVE_RCU
-	[LMM_SCHEME_RCU] = &lmm_scheme_rcu,
-#endif
+#define SCHEME_OPS(name, NAME) [LMM_SCHEME_##NAME] = &lmm_scheme_##name,
+	LMM_SCHEME_LIST(SCHEME_OPS)
+#undef SCHEME_OPS
 };
 
+/* Every scheme's name, built or not (LMM_SCHEME_ALL): lmm_scheme_name answers for all of enum lmm_scheme. */
 static const char *const scheme_names[] = {
-	[LMM_SCHEME_REFCOUNT] = "refcount",
-	[LMM_SCHEME_SHOOTDOWN] = "shootdown",
-	[LMM_SCHEME_HAZARD] = "hazard",
-	[LMM_SCHEME_RCU] = "rcu",
+#define SCHEME_NAME(name, NAME) [LMM_SCHEME_##NAME] = #name,
+	LMM_SCHEME_ALL(SCHEME_NAME)
+#undef SCHEME_NAME
 };
 
 #define NSCHEMES (sizeof(scheme_names) / sizeof(scheme_names[0]))
@@ -197,7 +190,7 @@ static void debug_check_worker(struct lmm_worker *w, void *arg)
 	 * of its new active (shootdown's self-clear). That takes instructions,
 	 * not milliseconds: give it 50 ms before calling it a violation.
 	 */
-	unsigned long long deadline = lmm_plat_now_ns() + 50000000ull;
+	unsigned long long deadline = deadline_after(50000000ull);
 	/* Acquire: as above. */
 	while (atomic_load_explicit(&w->active, memory_order_acquire) == s->ctx) {
 		if (lmm_plat_now_ns() > deadline)
@@ -211,13 +204,7 @@ static void debug_check_free(struct lmm_domain *d, struct ctx_impl *c)
 {
 	struct debug_scan s = { .ctx = ctx_public(c) };
 	/* Every worker, not only the mask: the mask itself is under test. */
-	for (unsigned i = 0; i < d->max_workers; i++) {
-		/* Acquire pairs with the release publication in lmm_worker_online
-		 * (litmus: worker-publish). */
-		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
-		if (w)
-			debug_check_worker(w, &s);
-	}
+	lmm__for_each_worker(d, debug_check_worker, &s);
 }
 
 static void run_free(struct ctx_impl *c)
@@ -297,7 +284,7 @@ registered:
 /* Wait until free_inflight[bucket] is 0; -ETIMEDOUT past the deadline. */
 static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long long deadline)
 {
-	unsigned long long nap = 1000;
+	struct backoff backoff = BACKOFF_INIT;
 	/*
 	 * Seq_cst: after the flip, pairs with the registration in
 	 * lmm__count_zero (litmus: barrier-epoch). An acquire load is outside
@@ -313,9 +300,7 @@ static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long lo
 			poll_pass(d); /* no thread does it: we do (frees may run here) */
 		else if (d->scheme->barrier_kick)
 			d->scheme->barrier_kick(d);
-		lmm_plat_sleep_ns(nap);
-		if (nap < 1000000)
-			nap *= 2;
+		backoff_nap(&backoff);
 	}
 	return 0;
 }
@@ -333,7 +318,7 @@ int lmm_barrier(struct lmm_domain *d)
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, true);
 
-	unsigned long long deadline = lmm_plat_now_ns() + d->barrier_timeout_ms * 1000000ull;
+	unsigned long long deadline = deadline_after(d->barrier_timeout_ms * 1000000ull);
 	unsigned long old;
 	int ret;
 	for (;;) {

@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lazymm internals: the core's objects and the small ops table a scheme
- * implements. One scheme per file (scheme_*.c), registered in domain.c.
+ * lazymm internals: the core's objects, the services it offers the schemes
+ * and the ops table a scheme implements. Each scheme is a module in
+ * lib/scheme/ (NAME.c, its fast-path pieces in NAME.h, its state in the
+ * core's objects in NAME_state.h), listed once in meson.build's `schemes`;
+ * lmm_schemes.h, generated from that list, gives LMM_SCHEME_LIST and the
+ * state types. The core reaches a scheme only through its ops table and, on
+ * the switch path, the inline pieces of its NAME.h (switch.c).
  */
 #ifndef LMM_INTERNAL_H
 #define LMM_INTERNAL_H
@@ -14,6 +19,7 @@
 #include <stdint.h>
 
 #include "lazymm.h"
+#include "lmm_schemes.h"
 #include "platform/platform.h"
 #include "probes.h"
 
@@ -50,10 +56,15 @@ struct ctx_impl {
 	unsigned char free_epoch; /* lmm_barrier bucket, set once the count reached 0 */
 	/* Link for the deferred-free queue (the context is dying: nobody else links it). */
 	struct ctx_impl *defer_next;
-	/* Scheme-owned words (rcu: its rcu_head; shootdown: its dying list). */
-	uintptr_t scheme_data[6];
+	/* The scheme's state (scheme/NAME_state.h), from the count's reaching 0 on. */
+	union {
+#define LMM_CTX_MEMBER(name, NAME) LMM_##NAME##_CTX
+		LMM_SCHEME_LIST(LMM_CTX_MEMBER)
+#undef LMM_CTX_MEMBER
+	} scheme;
 };
-_Static_assert(sizeof(struct ctx_impl) <= sizeof(struct lmm_ctx), "lmm_ctx too small");
+_Static_assert(sizeof(struct ctx_impl) <= sizeof(struct lmm_ctx), "struct ctx_impl does not fit in struct lmm_ctx");
+_Static_assert(_Alignof(struct ctx_impl) <= _Alignof(struct lmm_ctx), "struct lmm_ctx is less aligned than struct ctx_impl");
 
 static inline struct ctx_impl *ctx_impl(struct lmm_ctx *ctx)
 {
@@ -102,15 +113,19 @@ struct lmm_worker {
 	bool debug;
 	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
 	bool membarrier_fence;
-	unsigned char lazy; /* enum lazy_hooks: the scheme's, copied onto our own line */
+	unsigned char kind; /* the scheme's id (enum lmm_scheme), whose lazy hooks the general copy runs */
 	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
 	/* Between lmm_idle_enter and lmm_idle_exit; path is then the general copy, which checks it. */
 	bool idle;
 	/* Inside switch_ctx: the slow paths refuse to re-enter (owner only; no handler reads it). */
 	bool in_switch_ctx;
 	unsigned id;
-	/* Scheme-owned hot words (hazard: lazy slot and drop slot). */
-	_Atomic(uintptr_t) slot[2];
+	/* The scheme's hot state (scheme/NAME_state.h): its fast path reads it. */
+	union {
+#define LMM_HOT_MEMBER(name, NAME) LMM_##NAME##_WORKER_HOT
+		LMM_SCHEME_LIST(LMM_HOT_MEMBER)
+#undef LMM_HOT_MEMBER
+	} hot;
 	struct worker_counters stats;
 
 	/* --- cold: online/offline, identity --- */
@@ -121,15 +136,18 @@ struct lmm_worker {
 	atomic_bool online;
 	/* Bumped at every online: lets a scheme recognise a reused slot. */
 	atomic_uint generation;
-	/* Scheme-owned cold words (shootdown: acknowledgements). */
-	_Atomic(uintptr_t) scheme_cold[6];
+	/* The scheme's cold state (scheme/NAME_state.h). */
+	union {
+#define LMM_COLD_MEMBER(name, NAME) LMM_##NAME##_WORKER_COLD
+		LMM_SCHEME_LIST(LMM_COLD_MEMBER)
+#undef LMM_COLD_MEMBER
+	} cold;
 	/* The last lmm_membarrier request this worker's signal handler served. */
 	atomic_ulong membarrier_ack;
-	void *scheme_priv;
 };
-
-/* The fast-path hooks a scheme uses (lazy_hooks.h); LAZY_NONE: nothing to do. */
-enum lazy_hooks { LAZY_NONE, LAZY_COUNTED, LAZY_HAZARD, LAZY_RCU };
+_Static_assert(offsetof(struct lmm_worker, stats) + sizeof(struct worker_counters) <= LMM_HOT_ALIGN,
+	       "the worker's hot block outgrew its 128 bytes");
+_Static_assert(offsetof(struct lmm_worker, thread) == LMM_HOT_ALIGN, "the cold block starts a new line pair");
 
 /*
  * A scheme. Hooks marked optional may be NULL. "ctx" is never the init
@@ -141,14 +159,19 @@ struct lmm_scheme_ops {
 	bool uses_signals; /* the core installs the domain's handler and brackets switches */
 	int (*domain_init)(struct lmm_domain *d);   /* optional */
 	void (*domain_fini)(struct lmm_domain *d);  /* optional; no workers, no contexts */
+	/*
+	 * Optional: a worker slot that went offline is taken again, under the
+	 * domain's lock, before it is online. Reset the scheme's words to
+	 * what a fresh (zeroed) worker holds.
+	 */
+	void (*worker_reuse)(struct lmm_worker *w);
 	int (*worker_online)(struct lmm_worker *w); /* optional; on w's thread, w already published */
 	void (*worker_offline)(struct lmm_worker *w); /* optional; on w's thread, after unlazy, before unpublish */
 	/*
-	 * Which inline hooks of lazy_hooks.h run when w goes lazy on a context
-	 * and at the lazy hit (that context becomes current again, nothing
-	 * installed). Not function pointers: see lazy_hooks.h.
+	 * Going lazy and the lazy hit are not here: they are inline pieces of
+	 * the scheme's NAME.h, which lmm_switch picks by the scheme's id
+	 * (switch.c). An indirect call there costs more than the hook.
 	 */
-	enum lazy_hooks lazy;
 	/* Optional: switch_ctx moved w off lazily held prev; w->active still says prev. */
 	void (*switched_away)(struct lmm_worker *w, struct lmm_ctx *prev);
 	/* Optional. w's lazy hold on ctx ended after another context was installed (finish_task_switch). */
@@ -208,7 +231,12 @@ struct lmm_domain {
 	struct lmm_config cfg;
 	struct lmm_ops ops;
 	const struct lmm_scheme_ops *scheme;
-	void *scheme_data;
+	/* The scheme's per-domain state (scheme/NAME_state.h), owned by its module. */
+	union {
+#define LMM_DOMAIN_MEMBER(name, NAME) LMM_##NAME##_DOMAIN
+		LMM_SCHEME_LIST(LMM_DOMAIN_MEMBER)
+#undef LMM_DOMAIN_MEMBER
+	} scheme_state;
 	unsigned max_workers;
 	unsigned mask_words; /* unsigned longs per worker mask */
 	int signo;
@@ -328,6 +356,44 @@ static inline uint64_t worker_lazy_hits(struct lmm_worker *w)
 	return enters > ended + lazy ? enters - ended - lazy : 0;
 }
 
+/*
+ * The library's waits: a deadline @ns from now, and a nap that doubles from
+ * 1 µs up to 1 ms between polls (lmm_plat_deadline_ts is the same deadline
+ * for a CLOCK_MONOTONIC condition variable).
+ */
+static inline unsigned long long deadline_after(unsigned long long ns)
+{
+	return lmm_plat_now_ns() + ns;
+}
+
+struct backoff {
+	unsigned long long nap;
+};
+#define BACKOFF_INIT { .nap = 1000 }
+
+static inline void backoff_nap(struct backoff *b)
+{
+	lmm_plat_sleep_ns(b->nap);
+	if (b->nap < 1000000)
+		b->nap *= 2;
+}
+
+/*
+ * refcount_inc_not_zero: add 1 to *v unless it is 0 (or below); whether it
+ * did. Relaxed: the caller holds what keeps the object alive and says why
+ * that suffices.
+ */
+static inline bool atomic_long_inc_not_zero(atomic_long *v)
+{
+	long old = atomic_load_explicit(v, memory_order_relaxed);
+	do {
+		if (old <= 0)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(v, &old, old + 1, memory_order_relaxed,
+							memory_order_relaxed));
+	return true;
+}
+
 static inline bool ctx_is_init(struct lmm_ctx *ctx)
 {
 	return ctx_impl(ctx)->is_init;
@@ -365,6 +431,9 @@ static inline void mask_clear(struct ctx_impl *c, unsigned id)
  */
 LMM_HIDDEN unsigned lmm__mask_for_each(struct ctx_impl *c,
 				       void (*fn)(struct lmm_worker *w, void *arg), void *arg);
+/* Call fn(w, arg) for every published worker of d (online or not: slots are never freed). */
+LMM_HIDDEN void lmm__for_each_worker(struct lmm_domain *d, void (*fn)(struct lmm_worker *w, void *arg),
+				     void *arg);
 
 /* Signal-deferral brackets around every change of active/current. */
 static inline void critical_enter(struct lmm_worker *w)
@@ -418,10 +487,9 @@ static inline void critical_exit_outer(struct lmm_worker *w)
 		lmm__signal_deferred(w);
 }
 
-/* the schemes */
-LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_refcount;
-LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_shootdown;
-LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_hazard;
-LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_rcu;
+/* The built schemes' ops tables: lmm_scheme_NAME in scheme/NAME.c. */
+#define LMM_SCHEME_OPS_DECL(name, NAME) LMM_HIDDEN extern const struct lmm_scheme_ops lmm_scheme_##name;
+LMM_SCHEME_LIST(LMM_SCHEME_OPS_DECL)
+#undef LMM_SCHEME_OPS_DECL
 
 #endif /* LMM_INTERNAL_H */

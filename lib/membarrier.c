@@ -78,8 +78,9 @@ struct target {
 static int wait_batch(struct target *t, unsigned n, unsigned long ticket,
 		      unsigned long long deadline)
 {
-	unsigned long long nap = 1000, resend_gap = RESEND_FIRST_NS;
-	unsigned long long resend_at = lmm_plat_now_ns() + resend_gap;
+	struct backoff backoff = BACKOFF_INIT;
+	unsigned long long resend_gap = RESEND_FIRST_NS;
+	unsigned long long resend_at = deadline_after(resend_gap);
 	unsigned spins = 0;
 
 	while (n) {
@@ -107,11 +108,8 @@ static int wait_batch(struct target *t, unsigned n, unsigned long ticket,
 			resend_gap *= 2;
 			resend_at = now + resend_gap;
 		}
-		if (++spins > 16) {
-			lmm_plat_sleep_ns(nap);
-			if (nap < 1000000)
-				nap *= 2;
-		}
+		if (++spins > 16)
+			backoff_nap(&backoff);
 	}
 	return 0;
 }
@@ -134,7 +132,7 @@ static int membarrier_signals(struct ctx_impl *c)
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
 
-	unsigned long long deadline = lmm_plat_now_ns() + d->barrier_timeout_ms * 1000000ull;
+	unsigned long long deadline = deadline_after(d->barrier_timeout_ms * 1000000ull);
 	for (unsigned i = 0; i < d->max_workers && !ret; i++) {
 		/* Acquire pairs with the release publication in lmm_worker_online
 		 * (litmus: worker-publish). */

@@ -48,7 +48,7 @@ static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
 	w->init = &d->init;
 	w->scheme = d->scheme;
 	w->uses_signals = d->scheme->uses_signals;
-	w->lazy = d->scheme->lazy;
+	w->kind = (unsigned char)d->scheme->id;
 	w->debug = d->cfg.flags & LMM_F_DEBUG;
 	w->membarrier_fence = lmm__membarrier_fallback();
 	w->path = lmm__switch_path(w);
@@ -92,13 +92,12 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 		memset(&w->stats, 0, sizeof(w->stats));
 		/*
 		 * Relaxed: a reused slot stays published (scanners never chase a
-		 * freed worker), so scanners may read these words now; they read
-		 * what an offline worker leaves (nothing held, nothing pending)
-		 * and find nothing to act on.
+		 * freed worker), so scanners may read this word now. The scheme
+		 * resets its own state (worker_online, worker_reuse).
 		 */
-		atomic_store_explicit(&w->slot[0], 0, memory_order_relaxed);
-		atomic_store_explicit(&w->slot[1], 0, memory_order_relaxed);
 		atomic_store_explicit(&w->sig_pending, 0, memory_order_relaxed);
+		if (d->scheme->worker_reuse)
+			d->scheme->worker_reuse(w);
 	}
 	int ret = pthread_setspecific(exit_key, w);
 	if (ret) {
@@ -251,6 +250,17 @@ void lmm__worker_atfork_child(void)
 		pthread_setspecific(exit_key, NULL); /* the key exists: a worker was made */
 	lmm__self = NULL;
 	lmm__freeing = NULL;
+}
+
+void lmm__for_each_worker(struct lmm_domain *d, void (*fn)(struct lmm_worker *w, void *arg), void *arg)
+{
+	for (unsigned i = 0; i < d->max_workers; i++) {
+		/* Acquire pairs with the release publication in lmm_worker_online
+		 * (litmus: worker-publish). */
+		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
+		if (w)
+			fn(w, arg);
+	}
 }
 
 /* Every published worker whose bit is set in c's mask. */

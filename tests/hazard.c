@@ -312,14 +312,14 @@ Test(hazard, occupied_drop_slot_steal)
 	lmm_grab(&stale->ctx);
 	lmm_put(&stale->ctx); /* count-only now: our reference is the last */
 	/* what a late hand-off leaves behind: the reference is the worker's now */
-	atomic_store(&w->slot[1], (uintptr_t)&stale->ctx);
+	atomic_store(&w->hot.hazard.drop, (uintptr_t)&stale->ctx);
 	lmm_switch(w, &b->ctx);
 	lmm_switch(w, NULL);
 	lmm_put(&b->ctx); /* converts b: must take the stale one out and drop it */
 	cr_assert_eq(atomic_load(&stale->frees), 1, "the stolen stale reference was dropped");
 	cr_assert_neq(atomic_load(&stale->free_thread), 0);
 	cr_assert_eq(atomic_load(&b->frees), 0, "b is lazily held");
-	cr_assert_eq(atomic_load(&w->slot[1]), (uintptr_t)&b->ctx, "b handed over");
+	cr_assert_eq(atomic_load(&w->hot.hazard.drop), (uintptr_t)&b->ctx, "b handed over");
 	lmm_unlazy(w);
 	cr_assert_eq(atomic_load(&b->frees), 1, "the handed reference was the last one");
 	cr_assert_eq(lmm_worker_offline(w), 0);

@@ -122,3 +122,13 @@ void lmm_plat_sleep_ns(unsigned long long ns)
 	while (nanosleep(&ts, &ts) != 0)
 		;
 }
+
+struct timespec lmm_plat_deadline_ts(unsigned long long ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ns += (unsigned long long)ts.tv_nsec;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	return ts;
+}

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 /*
  * Asymmetric fences. The fast side of a store->load handshake calls
@@ -72,5 +73,8 @@ unsigned long long lmm_plat_now_ns(void);
 
 /* Sleep for about ns nanoseconds. */
 void lmm_plat_sleep_ns(unsigned long long ns);
+
+/* ns from now on the monotonic clock, for pthread_cond_timedwait on a CLOCK_MONOTONIC cond. */
+struct timespec lmm_plat_deadline_ts(unsigned long long ns);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * Promela model of the hazard scheme: lib/scheme_hazard.c and its two lazy
- * hooks inlined from lib/lazy_hooks.h (hazard_lazy_enter, hazard_lazy_resume)
+ * Promela model of the hazard scheme: lib/scheme/hazard.c and its two lazy
+ * hooks inlined from lib/scheme/hazard.h (hazard_lazy_enter, hazard_lazy_resume)
  * on the core's switch path (lib/switch.c install/lmm_switch/lmm__unlazy),
  * lmm_put/lmm_drop (lib/ctx.c) and offline (lib/worker.c do_offline). Names
  * are the code's; each step cites the function it stands for (no line
@@ -58,8 +58,8 @@
 
 byte users[NC], count[NC], state[NC], mask[NC], installed[NC];
 byte act[NW + 1], current[NW + 1];
-byte lazy[NW + 1];  /* slot[LAZY] */
-byte drops[NW + 1]; /* slot[DROP] */
+byte lazy[NW + 1];  /* hot.hazard.lazy */
+byte drops[NW + 1]; /* hot.hazard.drop */
 byte done;
 
 #define BIT(i) (1 << (i))
@@ -234,7 +234,7 @@ inline DRAIN()
 	v = 0
 }
 
-/* hazard_lazy_enter (lazy_hooks.h) on x. */
+/* hazard_lazy_enter (lib/scheme/hazard.h) on x. */
 inline LAZY_ENTER(x)
 {
 	W(lazy[me] = x);                             /* the release store, then the light fence */
@@ -252,7 +252,7 @@ inline LAZY_ENTER(x)
 #endif
 }
 
-/* hazard_lazy_resume (lazy_hooks.h) on x: clear, light fence, drop OWNED, peek/drain. */
+/* hazard_lazy_resume (lib/scheme/hazard.h) on x: clear, light fence, drop OWNED, peek/drain. */
 inline LAZY_RESUME(x)
 {
 	W(lz = lazy[me]; lazy[me] = 0);

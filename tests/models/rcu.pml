@@ -1,7 +1,7 @@
 /*
  * Promela model of the rcu scheme's dying/quiescing/idle rules:
- * lib/scheme_rcu.c (QSBR flavour) on the core's switch path (lib/switch.c)
- * with the lazy hook inlined from lib/lazy_hooks.h. Names are the code's;
+ * lib/scheme/rcu.c (QSBR flavour) on the core's switch path (lib/switch.c)
+ * with the lazy hook inlined from lib/scheme/rcu.h. Names are the code's;
  * each step cites the function it stands for (no line numbers: they go stale).
  *
  * Parties: NW = 2 workers, main (a non-worker thread that puts the first
@@ -75,11 +75,11 @@
 byte users[NC], count[NC], state[NC], installed[NC];
 bool queued[NC], batch[NC];
 byte act[NW + 1], current[NW + 1];
-bool counted[NW + 1];  /* RS_COUNTED in slot[RCU_STATE] */
+bool counted[NW + 1];  /* RS_COUNTED in hot.rcu.state */
 bool online[NW + 1];   /* RS_ONLINE: an online QSBR reader */
 bool need[NW + 1];     /* the running grace period waits for this worker */
 bool nudge[NW + 1];    /* a nudge signal queued for the worker */
-bool gp_wait;          /* slot[RCU_GP_WAITING]: some grace period waits */
+bool gp_wait;          /* hot.rcu.gp_waiting: some grace period waits */
 /*
  * The domain's signal sent for a reason of its own, once in the run, to
  * either worker: lmm_membarrier's fallback signals a worker whose current is
@@ -210,7 +210,7 @@ inline RESUME_SLOW(next)
 }
 
 /*
- * lazy_hit (switch.c) with rcu_lazy_resume (lazy_hooks.h), outside the
+ * lazy_hit (switch.c) with rcu_lazy_resume (lib/scheme/rcu.h), outside the
  * bracket: the relaxed store of current, then (atomic_signal_fence) the
  * hook's relaxed loads of RS_COUNTED and the hint, then the slow half.
  */

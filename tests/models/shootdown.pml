@@ -1,5 +1,5 @@
 /*
- * Promela model of the shootdown scheme: lib/scheme_shootdown.c on top of
+ * Promela model of the shootdown scheme: lib/scheme/shootdown.c on top of
  * the core's switch path (lib/switch.c), signal deferral (lib/signal.c,
  * lib/internal.h critical_enter/critical_exit and their _outer forms) and
  * offline (lib/worker.c do_offline). Names below are the code's; each step

@@ -33,8 +33,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
-#include "internal.h"
+#include "../alloc.h"
+#include "shootdown.h"
 
 #define SD_WAIT_NS (100ull * 1000000)       /* the dropper's bounded wait */
 #define SD_RESEND_FIRST_NS (10ull * 1000000) /* re-signal a holder that has not moved */
@@ -42,20 +42,9 @@
 #define SD_PATIENCE_FIRST_MS 1000u /* (d): an unanswered signal is sent again after this */
 #define SD_PATIENCE_MAX_MS 64000u  /* doubling up to this */
 
-/* Worker cold words. */
-enum {
-	SD_REQ,      /* requests for a signal: tickets, taken by droppers */
-	SD_SENT,     /* the highest ticket a signal was (or is being) sent after */
-	SD_SHOOTING, /* owner only: this unlazy is the scheme's own (no (b) count) */
-	SD_SEEN,     /* the request ticket the last completed handler run had seen */
-	SD_SENT_AT,  /* when the last signal was sent, in ms (wraps; only differences count) */
-	SD_PATIENCE, /* (d): ms to wait for an answer to it before sending another */
-};
+/* The worker's words are struct shootdown_cold, the context's struct shootdown_ctx (shootdown_state.h). */
 
-/* Context words: the reclaim list link; whether a round signalled its holders yet. */
-enum { SD_NEXT, SD_SIGNALLED };
-
-struct shootdown {
+struct shootdown_domain {
 	pthread_mutex_t lock; /* guards the fields below; never held across a free */
 	pthread_cond_t cond;
 	struct ctx_impl *head; /* contexts waiting for the reclaim thread */
@@ -67,15 +56,13 @@ struct shootdown {
 static inline struct ctx_impl *next_of(struct ctx_impl *c)
 {
 	/* Relaxed: the list is handed over under sd->lock or stays on one thread. */
-	return (struct ctx_impl *)atomic_load_explicit((_Atomic(uintptr_t) *)&c->scheme_data[SD_NEXT],
-						       memory_order_relaxed);
+	return atomic_load_explicit(&c->scheme.shootdown.next, memory_order_relaxed);
 }
 
 static inline void set_next(struct ctx_impl *c, struct ctx_impl *n)
 {
 	/* Relaxed: as next_of. */
-	atomic_store_explicit((_Atomic(uintptr_t) *)&c->scheme_data[SD_NEXT], (uintptr_t)n,
-			      memory_order_relaxed);
+	atomic_store_explicit(&c->scheme.shootdown.next, n, memory_order_relaxed);
 }
 
 static bool ctx_dying(struct lmm_ctx *ctx)
@@ -96,9 +83,9 @@ static bool ctx_dying(struct lmm_ctx *ctx)
 static void shoot_self(struct lmm_worker *w)
 {
 	/* Relaxed: owner-only flag, read by this thread's switched_away. */
-	atomic_store_explicit(&w->scheme_cold[SD_SHOOTING], 1, memory_order_relaxed);
+	atomic_store_explicit(&w->cold.shootdown.shooting, true, memory_order_relaxed);
 	lmm__unlazy(w);
-	atomic_store_explicit(&w->scheme_cold[SD_SHOOTING], 0, memory_order_relaxed);
+	atomic_store_explicit(&w->cold.shootdown.shooting, false, memory_order_relaxed);
 }
 
 /*
@@ -126,7 +113,7 @@ static void sd_switched_away(struct lmm_worker *w, struct lmm_ctx *prev)
 	 * sd-self-clear-filter). */
 	atomic_fetch_and_explicit(word, ~(1ul << (w->id % BITS_PER_LONG)), memory_order_release);
 	/* Relaxed: owner-only flag. */
-	if (!atomic_load_explicit(&w->scheme_cold[SD_SHOOTING], memory_order_relaxed))
+	if (!atomic_load_explicit(&w->cold.shootdown.shooting, memory_order_relaxed))
 		stat_add(w->domain, ST_SIGNALS_AVOIDED_SELFCLEAR, 1);
 }
 
@@ -143,21 +130,21 @@ static void sd_signal(struct lmm_worker *w)
 	 * A ticket we do not see yet comes with a signal of its own, later.
 	 * (litmus: sd-ticket)
 	 */
-	uintptr_t seen = atomic_load_explicit(&w->scheme_cold[SD_REQ], memory_order_acquire);
+	unsigned long seen = atomic_load_explicit(&w->cold.shootdown.req, memory_order_acquire);
 	/* Relaxed: own state (we are not inside a switch: see critical). */
 	struct lmm_ctx *active = atomic_load_explicit(&w->active, memory_order_relaxed);
 	if (!ctx_is_init(active) && !atomic_load_explicit(&w->current, memory_order_relaxed) &&
 	    ctx_dying(active))
 		shoot_self(w);
 	/* Relaxed: only a hint for resend(); a stale value just delays a resend. */
-	atomic_store_explicit(&w->scheme_cold[SD_SEEN], seen, memory_order_relaxed);
+	atomic_store_explicit(&w->cold.shootdown.seen, seen, memory_order_relaxed);
 }
 
 /* --- the dropper side --- */
 
-static uintptr_t now_ms(void)
+static unsigned long now_ms(void)
 {
-	return (uintptr_t)(lmm_plat_now_ns() / 1000000);
+	return (unsigned long)(lmm_plat_now_ns() / 1000000);
 }
 
 /*
@@ -165,24 +152,24 @@ static uintptr_t now_ms(void)
  * @patience: how long resend() waits for it to be handled before sending
  * another. true if this call sent one.
  */
-static bool request(struct lmm_worker *w, uintptr_t patience)
+static bool request(struct lmm_worker *w, unsigned long patience)
 {
 	/* Release: pairs with the acquire in sd_signal (the DYING state before us;
 	 * litmus: sd-ticket). */
-	uintptr_t ticket = atomic_fetch_add_explicit(&w->scheme_cold[SD_REQ], 1, memory_order_release) + 1;
+	unsigned long ticket = atomic_fetch_add_explicit(&w->cold.shootdown.req, 1, memory_order_release) + 1;
 	/* Relaxed: SENT only decides who sends; REQ carries the ordering. */
-	uintptr_t sent = atomic_load_explicit(&w->scheme_cold[SD_SENT], memory_order_relaxed);
+	unsigned long sent = atomic_load_explicit(&w->cold.shootdown.sent, memory_order_relaxed);
 	do {
 		if (sent >= ticket) {
 			/* A sender that took its ticket after ours will signal: (c). */
 			stat_add(w->domain, ST_SIGNALS_AVOIDED_BATCHED, 1);
 			return false;
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&w->scheme_cold[SD_SENT], &sent, ticket,
+	} while (!atomic_compare_exchange_weak_explicit(&w->cold.shootdown.sent, &sent, ticket,
 						       memory_order_relaxed, memory_order_relaxed));
 	/* Relaxed: hints for resend(); a stale pair costs one signal early or late. */
-	atomic_store_explicit(&w->scheme_cold[SD_SENT_AT], now_ms(), memory_order_relaxed);
-	atomic_store_explicit(&w->scheme_cold[SD_PATIENCE], patience, memory_order_relaxed);
+	atomic_store_explicit(&w->cold.shootdown.sent_at, now_ms(), memory_order_relaxed);
+	atomic_store_explicit(&w->cold.shootdown.patience, patience, memory_order_relaxed);
 	/*
 	 * False when w went offline meanwhile (it left every context first,
 	 * kernel commit a08311b423; litmus: sd-offline), or if the send
@@ -191,7 +178,7 @@ static bool request(struct lmm_worker *w, uintptr_t patience)
 	if (lmm__signal_worker(w))
 		return true;
 	/* Relaxed: a hint, see resend(). */
-	atomic_store_explicit(&w->scheme_cold[SD_SEEN], ticket, memory_order_relaxed);
+	atomic_store_explicit(&w->cold.shootdown.seen, ticket, memory_order_relaxed);
 	return false;
 }
 
@@ -205,14 +192,14 @@ static bool request(struct lmm_worker *w, uintptr_t patience)
 static void resend(struct lmm_worker *w)
 {
 	/* Relaxed: hints; the worst a stale value does is delay the resend a round. */
-	uintptr_t sent = atomic_load_explicit(&w->scheme_cold[SD_SENT], memory_order_relaxed);
-	if (atomic_load_explicit(&w->scheme_cold[SD_SEEN], memory_order_relaxed) >= sent) {
+	unsigned long sent = atomic_load_explicit(&w->cold.shootdown.sent, memory_order_relaxed);
+	if (atomic_load_explicit(&w->cold.shootdown.seen, memory_order_relaxed) >= sent) {
 		request(w, SD_PATIENCE_FIRST_MS);
 		return;
 	}
 	/* Relaxed: hints, as above. */
-	uintptr_t patience = atomic_load_explicit(&w->scheme_cold[SD_PATIENCE], memory_order_relaxed);
-	uintptr_t sent_at = atomic_load_explicit(&w->scheme_cold[SD_SENT_AT], memory_order_relaxed);
+	unsigned long patience = atomic_load_explicit(&w->cold.shootdown.patience, memory_order_relaxed);
+	unsigned long sent_at = atomic_load_explicit(&w->cold.shootdown.sent_at, memory_order_relaxed);
 	if (now_ms() - sent_at < patience)
 		return;
 	LMM_PROBE(shootdown_resend, w->domain, w->id, (unsigned long)patience);
@@ -283,7 +270,7 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 }
 
 /*
- * One signal round over the list @batch (linked through SD_NEXT): signal the
+ * One signal round over the list @batch (linked through scheme.shootdown.next): signal the
  * holders, poll until none is left or @budget_ns passed, re-signalling the
  * slow ones now and then. Releases every context that came free; returns the
  * list of the others. Called with no lock held.
@@ -299,7 +286,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 	unsigned long long deadline = now + budget_ns;
 	LMM_PROBE(shootdown_round, d, ctx_public(batch), (unsigned long)(budget_ns / 1000));
 	unsigned long long resend_gap = SD_RESEND_FIRST_NS, resend_at = now;
-	unsigned long long nap = 1000;
+	struct backoff backoff = BACKOFF_INIT;
 	struct ctx_impl *done = NULL;
 
 	for (;;) {
@@ -315,8 +302,8 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 			struct ctx_impl *next = next_of(c);
 			/* The list is ours alone: plain word, no atomics needed. */
 			enum sweep_mode mode = !resend ? SWEEP_POLL
-					     : c->scheme_data[SD_SIGNALLED] ? SWEEP_RESEND : SWEEP_SIGNAL;
-			c->scheme_data[SD_SIGNALLED] |= resend;
+					     : c->scheme.shootdown.signalled ? SWEEP_RESEND : SWEEP_SIGNAL;
+			c->scheme.shootdown.signalled |= resend;
 			if (sweep(c, mode, signalled)) {
 				set_next(c, left);
 				left = c;
@@ -331,9 +318,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 		if (!batch || now >= deadline)
 			break;
 		/* A signal for the caller itself (a worker) lands here too: EINTR is fine. */
-		lmm_plat_sleep_ns(nap);
-		if (nap < 1000000)
-			nap *= 2;
+		backoff_nap(&backoff);
 		now = lmm_plat_now_ns();
 	}
 	free(signalled);
@@ -349,7 +334,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 /* --- the reclaim thread --- */
 
 /* Put @batch (contexts still held) back on the reclaim list; under sd->lock. */
-static void requeue(struct shootdown *sd, struct ctx_impl *batch)
+static void requeue(struct shootdown_domain *sd, struct ctx_impl *batch)
 {
 	struct ctx_impl *tail = batch;
 	while (next_of(tail))
@@ -361,7 +346,7 @@ static void requeue(struct shootdown *sd, struct ctx_impl *batch)
 static void *reclaim_main(void *arg)
 {
 	struct lmm_domain *d = arg;
-	struct shootdown *sd = d->scheme_data;
+	struct shootdown_domain *sd = d->scheme_state.shootdown;
 	unsigned long long pause = SD_RESEND_FIRST_NS;
 
 	pthread_mutex_lock(&sd->lock);
@@ -385,11 +370,7 @@ static void *reclaim_main(void *arg)
 		/* Put the stragglers back and pause, unless new work or a barrier came. */
 		requeue(sd, batch);
 		if (!sd->kicked && !sd->stop) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			unsigned long long ns = (unsigned long long)ts.tv_nsec + pause;
-			ts.tv_sec += (time_t)(ns / 1000000000ull);
-			ts.tv_nsec = (long)(ns % 1000000000ull);
+			struct timespec ts = lmm_plat_deadline_ts(pause);
 			pthread_cond_timedwait(&sd->cond, &sd->lock, &ts);
 		}
 		if (pause < SD_RETRY_MAX_NS)
@@ -408,7 +389,7 @@ static void *reclaim_main(void *arg)
  */
 static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
 {
-	struct shootdown *sd = d->scheme_data;
+	struct shootdown_domain *sd = d->scheme_state.shootdown;
 	bool ok = true;
 
 	pthread_mutex_lock(&sd->lock);
@@ -494,7 +475,7 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 /* LMM_F_NO_THREADS: one round of the reclaim thread's, without its pause. */
 static bool sd_poll(struct lmm_domain *d)
 {
-	struct shootdown *sd = d->scheme_data;
+	struct shootdown_domain *sd = d->scheme_state.shootdown;
 
 	pthread_mutex_lock(&sd->lock);
 	struct ctx_impl *batch = sd->head;
@@ -513,7 +494,7 @@ static bool sd_poll(struct lmm_domain *d)
 
 static void sd_barrier_kick(struct lmm_domain *d)
 {
-	struct shootdown *sd = d->scheme_data;
+	struct shootdown_domain *sd = d->scheme_state.shootdown;
 
 	pthread_mutex_lock(&sd->lock);
 	if (sd->head) {
@@ -525,7 +506,7 @@ static void sd_barrier_kick(struct lmm_domain *d)
 
 static int sd_domain_init(struct lmm_domain *d)
 {
-	struct shootdown *sd = lmm__calloc(1, sizeof(*sd));
+	struct shootdown_domain *sd = lmm__calloc(1, sizeof(*sd));
 	if (!sd)
 		return -ENOMEM;
 	pthread_condattr_t attr;
@@ -543,7 +524,7 @@ static int sd_domain_init(struct lmm_domain *d)
 		pthread_cond_destroy(&sd->cond);
 		goto err_free;
 	}
-	d->scheme_data = sd;
+	d->scheme_state.shootdown = sd;
 	return 0;
 err_free:
 	free(sd);
@@ -552,7 +533,7 @@ err_free:
 
 static void sd_domain_fini(struct lmm_domain *d)
 {
-	struct shootdown *sd = d->scheme_data;
+	struct shootdown_domain *sd = d->scheme_state.shootdown;
 
 	pthread_mutex_lock(&sd->lock);
 	sd->stop = true;
@@ -564,7 +545,7 @@ static void sd_domain_fini(struct lmm_domain *d)
 	pthread_cond_destroy(&sd->cond);
 	pthread_mutex_destroy(&sd->lock);
 	free(sd);
-	d->scheme_data = NULL;
+	d->scheme_state.shootdown = NULL;
 }
 
 const struct lmm_scheme_ops lmm_scheme_shootdown = {

@@ -31,30 +31,16 @@
 #include <time.h>
 #include <urcu/urcu-qsbr.h>
 
-#include "lazy_hooks.h"
+#include "rcu.h"
 
-/* w->slot[RCU_STATE]: the worker's RCU state. Written by the worker inside
- * critical sections and by its own nudge handler; other threads only read it
- * (hints). RS_COUNTED (the lazy hold is a counted reference) is in lazy_hooks.h. */
+/*
+ * The worker's words are struct rcu_hot and struct rcu_cold, the context's
+ * struct rcu_ctx (rcu_state.h). hot.rcu.state holds RS_COUNTED (the lazy
+ * hold is a counted reference, rcu.h) and:
+ */
 #define RS_ONLINE 0x2u     /* registered with QSBR and online (not idle) */
 #define RS_REGISTERED 0x4u /* we registered this thread with QSBR */
 #define RS_PARKED 0x8u     /* offline for lmm_barrier or backpressure, not idle */
-/* w->slot[RCU_GP_WAITING]: non-zero while a grace period waits (written by reclaim threads). */
-/*
- * w->scheme_cold[RCU_ORPHAN]: a context whose count the nudge handler took
- * to 0 when it left a counted lazy hold (leave_torn). The handler cannot run
- * the final drop (it takes locks): it wakes the reclaim thread with
- * sem_post, and that thread, the worker's next install, lmm_idle_exit or
- * offline, or the last user waiting in users_zero, runs it (one exchange
- * decides who).
- */
-#define RCU_ORPHAN 0
-/*
- * w->scheme_cold[RCU_REPORTED]: when the worker last reported, in
- * microseconds of the monotonic clock (0: never). A nudge round skips a
- * worker that reported within its domain's nudge delay (nudge_worker).
- */
-#define RCU_REPORTED 1
 #define LEAVE_WAIT_NS (100ull * 1000000) /* users_zero's bounded wait for sleepers to leave */
 
 
@@ -67,7 +53,7 @@ struct rcu_domain {
 	pthread_mutex_t lock;
 	sem_t wake;              /* the reclaim thread: work queued, an orphan, or stop (sem_post is async-signal-safe) */
 	pthread_cond_t progress; /* droppers held back by backpressure */
-	struct ctx_impl *head, *tail; /* linked through scheme_data[0] */
+	struct ctx_impl *head, *tail; /* linked through scheme.rcu.next */
 	bool stop;
 	pthread_t thread;
 
@@ -93,36 +79,21 @@ static bool rcu_used, forked_after_rcu;
 
 static inline struct ctx_impl *queue_next(struct ctx_impl *c)
 {
-	return (struct ctx_impl *)c->scheme_data[0];
+	return c->scheme.rcu.next;
 }
 
 /* Own state: relaxed loads and stores, ordered against the handler by critical. */
 static inline uintptr_t rs_get(struct lmm_worker *w)
 {
-	return atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed);
+	return atomic_load_explicit(&w->hot.rcu.state, memory_order_relaxed);
 }
 
 static inline void rs_set(struct lmm_worker *w, uintptr_t v)
 {
-	atomic_store_explicit(&w->slot[RCU_STATE], v, memory_order_relaxed);
+	atomic_store_explicit(&w->hot.rcu.state, v, memory_order_relaxed);
 }
 
 /* --- settling the lazy hold before any quiescent state --- */
-
-/* refcount_inc_not_zero on the count. */
-static bool count_inc_not_zero(struct ctx_impl *c)
-{
-	long old = atomic_load_explicit(&c->count, memory_order_relaxed);
-	do {
-		if (old <= 0)
-			return false;
-		/* Relaxed: success means the count cannot reach 0 before our drop;
-		 * the quiescent state that follows carries the fences (litmus:
-		 * rcu-settle-qs, rcu-offline-settle). */
-	} while (!atomic_compare_exchange_weak_explicit(&c->count, &old, old + 1,
-						       memory_order_relaxed, memory_order_relaxed));
-	return true;
-}
 
 /*
  * Make the current state one in which a quiescent state may be reported.
@@ -136,7 +107,10 @@ static void settle_lazy_hold(struct lmm_worker *w)
 	if (atomic_load_explicit(&w->current, memory_order_relaxed) || ctx_is_init(active) ||
 	    (rs_get(w) & RS_COUNTED))
 		return;
-	if (!count_inc_not_zero(ctx_impl(active))) {
+	/* Relaxed: success means the count cannot reach 0 before our drop;
+	 * the quiescent state that follows carries the fences (litmus:
+	 * rcu-settle-qs, rcu-offline-settle). */
+	if (!atomic_long_inc_not_zero(&ctx_impl(active)->count)) {
 		/* Its count reached 0: it is dying and waits for us. Leave it first. */
 		lmm__unlazy(w);
 		return;
@@ -156,13 +130,13 @@ static void settle_lazy_hold(struct lmm_worker *w)
 		lmm__unlazy(w);
 }
 
-/* The final drop of a context the handler left (RCU_ORPHAN), in a thread context. */
+/* The final drop of a context the handler left (cold.rcu.orphan), in a thread context. */
 static void drain_orphan(struct lmm_worker *w)
 {
 	/* Acquire: pairs with leave_torn's release store, the hold's last use first (litmus: rcu-orphan). */
-	uintptr_t v = atomic_exchange_explicit(&w->scheme_cold[RCU_ORPHAN], 0, memory_order_acquire);
-	if (v)
-		lmm__count_zero(ctx_impl((struct lmm_ctx *)v));
+	struct lmm_ctx *orphan = atomic_exchange_explicit(&w->cold.rcu.orphan, NULL, memory_order_acquire);
+	if (orphan)
+		lmm__count_zero(ctx_impl(orphan));
 }
 
 /*
@@ -194,7 +168,7 @@ static inline void report_qs(struct lmm_worker *w)
 	 * needless nudge, or delays one by a round; liburcu orders the report.
 	 * clock_gettime is async-signal-safe (the nudge handler reports too).
 	 */
-	atomic_store_explicit(&w->scheme_cold[RCU_REPORTED], now_us(), memory_order_relaxed);
+	atomic_store_explicit(&w->cold.rcu.reported, now_us(), memory_order_relaxed);
 }
 
 /* An online reader settles its lazy hold, then reports. In critical (or the signal hook). */
@@ -233,7 +207,7 @@ static inline bool is_rcu_worker(struct lmm_worker *w)
 
 /*
  * Entering lazy mode needs no hook: the lazy hold is the read-side section
- * itself. The lazy hit (rcu_lazy_resume, lazy_hooks.h) comes here only when
+ * itself. The lazy hit (rcu_lazy_resume, rcu.h) comes here only when
  * the hold was counted or a grace period waits; it runs outside lmm_switch's
  * critical section, so take one: report_qs must not nest in the handler's.
  */
@@ -248,7 +222,7 @@ void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
 		atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_relaxed);
 	}
 	/* Relaxed: a hint; liburcu's own protocol orders the report (litmus: rcu-qs-flag). */
-	if (atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed))
+	if (atomic_load_explicit(&w->hot.rcu.gp_waiting, memory_order_relaxed))
 		report_qs(w);
 	critical_exit(w);
 }
@@ -256,7 +230,7 @@ void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
 /*
  * Give back a counted hold from the handler: an atomic decrement only. If
  * it was the last reference, the final drop (locks, maybe a wait) is left
- * to a thread context through RCU_ORPHAN.
+ * to a thread context through cold.rcu.orphan.
  */
 static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
@@ -268,8 +242,8 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 	if (atomic_fetch_sub_explicit(&ctx_impl(ctx)->count, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Release: pairs with drain_orphan's acquire exchange (litmus: rcu-orphan). */
-	atomic_store_explicit(&w->scheme_cold[RCU_ORPHAN], (uintptr_t)ctx, memory_order_release);
-	struct rcu_domain *rd = w->domain->scheme_data;
+	atomic_store_explicit(&w->cold.rcu.orphan, ctx, memory_order_release);
+	struct rcu_domain *rd = w->domain->scheme_state.rcu;
 	sem_post(&rd->wake); /* the reclaim thread drains it (drain_orphans) */
 }
 
@@ -293,7 +267,7 @@ static void rcu_installed(struct lmm_worker *w)
 	if (!in_signal)
 		drain_orphan(w);
 	/* Relaxed: a hint, as in rcu_lazy_resume (litmus: rcu-qs-flag). */
-	if (unlikely(atomic_load_explicit(&w->slot[RCU_GP_WAITING], memory_order_relaxed)))
+	if (unlikely(atomic_load_explicit(&w->hot.rcu.gp_waiting, memory_order_relaxed)))
 		report_qs(w);
 }
 
@@ -341,7 +315,7 @@ static bool holds_counted(struct lmm_worker *w, struct lmm_ctx *ctx)
 	 * settle_lazy_hold's.
 	 */
 	return atomic_load_explicit(&w->active, memory_order_acquire) == ctx &&
-	       (atomic_load_explicit(&w->slot[RCU_STATE], memory_order_relaxed) & RS_COUNTED);
+	       (atomic_load_explicit(&w->hot.rcu.state, memory_order_relaxed) & RS_COUNTED);
 }
 
 static void leave_signal(struct lmm_worker *w, void *arg)
@@ -382,11 +356,9 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 	    atomic_load_explicit(&self->critical, memory_order_relaxed) == 0)
 		lmm__unlazy(self);
 	lmm__mask_for_each(c, leave_signal, &r);
-	unsigned long long deadline = lmm_plat_now_ns() + LEAVE_WAIT_NS;
-	for (unsigned long long nap = 1000; r.waiting && lmm_plat_now_ns() < deadline;) {
-		lmm_plat_sleep_ns(nap);
-		if (nap < 1000000)
-			nap *= 2;
+	unsigned long long deadline = deadline_after(LEAVE_WAIT_NS);
+	for (struct backoff backoff = BACKOFF_INIT; r.waiting && lmm_plat_now_ns() < deadline;) {
+		backoff_nap(&backoff);
 		r.waiting = 0;
 		lmm__mask_for_each(c, leave_poll, &r);
 	}
@@ -396,22 +368,14 @@ static void rcu_users_zero(struct lmm_ctx *ctx)
 
 static void for_each_rcu_worker(void (*fn)(struct lmm_worker *w, void *arg), void *arg)
 {
-	for (struct rcu_domain *rd = all_domains; rd; rd = rd->next) {
-		struct lmm_domain *d = rd->d;
-		for (unsigned i = 0; i < d->max_workers; i++) {
-			/* Acquire pairs with the release publication in lmm_worker_online
-			 * (litmus: worker-publish). */
-			struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
-			if (w)
-				fn(w, arg);
-		}
-	}
+	for (struct rcu_domain *rd = all_domains; rd; rd = rd->next)
+		lmm__for_each_worker(rd->d, fn, arg);
 }
 
 static void set_want(struct lmm_worker *w, void *arg)
 {
 	/* Relaxed: a hint; a worker that sees it late is nudged (litmus: rcu-qs-flag). */
-	atomic_store_explicit(&w->slot[RCU_GP_WAITING], (uintptr_t)arg, memory_order_relaxed);
+	atomic_store_explicit(&w->hot.rcu.gp_waiting, (uintptr_t)arg, memory_order_relaxed);
 }
 
 static void want_qs(bool begin)
@@ -439,7 +403,7 @@ static void nudge_worker(struct lmm_worker *w, void *arg)
 	 * leave it be. The clock read after the stamp: a report racing with
 	 * this round is never in the future.
 	 */
-	uintptr_t reported = atomic_load_explicit(&w->scheme_cold[RCU_REPORTED], memory_order_relaxed);
+	uintptr_t reported = atomic_load_explicit(&w->cold.rcu.reported, memory_order_relaxed);
 	if (reported && now_us() - reported < (uintptr_t)(n->rd->nudge_ns / 1000))
 		return;
 	if (lmm__signal_worker(w))
@@ -485,16 +449,6 @@ static void gp_ended(struct rcu_head *head)
 	pthread_mutex_unlock(&g->lock);
 }
 
-static struct timespec deadline_after(unsigned long long ns)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ns += (unsigned long long)ts.tv_nsec;
-	ts.tv_sec += (time_t)(ns / 1000000000ull);
-	ts.tv_nsec = (long)(ns % 1000000000ull);
-	return ts;
-}
-
 /*
  * Wait for one grace period, nudging every nudge_ns while it lasts. Runs on
  * the reclaim thread, or on the thread running a free (nested releases); never
@@ -527,7 +481,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 
 	bool stalled = false;
 	pthread_mutex_lock(&g.lock);
-	struct timespec deadline = deadline_after(rd->nudge_ns);
+	struct timespec deadline = lmm_plat_deadline_ts(rd->nudge_ns);
 	while (!g.done) {
 		if (pthread_cond_timedwait(&g.cond, &g.lock, &deadline) != ETIMEDOUT)
 			continue;
@@ -539,7 +493,7 @@ static void wait_grace_period(struct rcu_domain *rd)
 		stalled = true;
 		nudge_all(rd);
 		pthread_mutex_lock(&g.lock);
-		deadline = deadline_after(rd->nudge_ns);
+		deadline = lmm_plat_deadline_ts(rd->nudge_ns);
 	}
 	/* The callback signalled under the lock: once we hold it, it is done with g. */
 	pthread_mutex_unlock(&g.lock);
@@ -550,17 +504,17 @@ static void wait_grace_period(struct rcu_domain *rd)
 	LMM_PROBE(grace_period_end, rd->d, stalled);
 }
 
+static void drain_orphan_of(struct lmm_worker *w, void *arg)
+{
+	(void)arg;
+	drain_orphan(w);
+}
+
 /* Every orphan of the domain's workers (leave_torn posted the wake). */
 static void drain_orphans(struct rcu_domain *rd)
 {
-	struct lmm_domain *d = rd->d;
-	for (unsigned i = 0; i < d->max_workers; i++) {
-		/* Acquire pairs with the release publication in lmm_worker_online
-		 * (litmus: worker-publish). */
-		struct lmm_worker *w = atomic_load_explicit(&d->workers[i], memory_order_acquire);
-		if (w)
-			drain_orphan(w);
-	}
+	/* Acquire inside (lmm__for_each_worker; litmus: worker-publish). */
+	lmm__for_each_worker(rd->d, drain_orphan_of, NULL);
 }
 
 static void *reclaim_main(void *arg)
@@ -633,7 +587,7 @@ static void backpressure(struct rcu_domain *rd)
 		critical_exit(w);
 	}
 	/* Bounded by timeout_ms: with grace periods stalled, the backlog overshoots instead. */
-	struct timespec deadline = deadline_after(rd->d->barrier_timeout_ms * 1000000ull);
+	struct timespec deadline = lmm_plat_deadline_ts(rd->d->barrier_timeout_ms * 1000000ull);
 	pthread_mutex_lock(&rd->lock);
 	while (atomic_load_explicit(&rd->backlog, memory_order_relaxed) >= rd->backlog_limit)
 		if (pthread_cond_timedwait(&rd->progress, &rd->lock, &deadline) == ETIMEDOUT)
@@ -649,13 +603,13 @@ static void backpressure(struct rcu_domain *rd)
 static void rcu_count_zero(struct lmm_ctx *ctx)
 {
 	struct ctx_impl *c = ctx_impl(ctx);
-	struct rcu_domain *rd = c->domain->scheme_data;
+	struct rcu_domain *rd = c->domain->scheme_state.rcu;
 
 	backpressure(rd);
-	c->scheme_data[0] = 0;
+	c->scheme.rcu.next = NULL;
 	pthread_mutex_lock(&rd->lock);
 	if (rd->tail)
-		rd->tail->scheme_data[0] = (uintptr_t)c;
+		rd->tail->scheme.rcu.next = c;
 	else
 		rd->head = c;
 	rd->tail = c;
@@ -710,6 +664,17 @@ static void rcu_idle_exit(struct lmm_worker *w)
 	critical_exit(w);
 }
 
+static void rcu_worker_reuse(struct lmm_worker *w)
+{
+	/*
+	 * Relaxed: a reused slot stays published, so other threads may read
+	 * these words now (hints); they read what an offline worker leaves
+	 * and find nothing to act on. rcu_worker_online sets them.
+	 */
+	atomic_store_explicit(&w->hot.rcu.state, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->hot.rcu.gp_waiting, 0, memory_order_relaxed);
+}
+
 static int rcu_worker_online(struct lmm_worker *w)
 {
 	/* The thread is already an online QSBR reader of the application's:
@@ -723,7 +688,7 @@ static int rcu_worker_online(struct lmm_worker *w)
 	critical_exit(w);
 	pthread_mutex_lock(&all_lock);
 	/* Relaxed: a hint (see set_want); the core cleared it for a reused slot. */
-	atomic_store_explicit(&w->slot[RCU_GP_WAITING], gp_waiting != 0, memory_order_relaxed);
+	atomic_store_explicit(&w->hot.rcu.gp_waiting, gp_waiting != 0, memory_order_relaxed);
 	pthread_mutex_unlock(&all_lock);
 	return 0;
 }
@@ -789,7 +754,7 @@ static int rcu_domain_init(struct lmm_domain *d)
 	if (ret)
 		goto err_progress;
 	pthread_condattr_destroy(&ca);
-	d->scheme_data = rd;
+	d->scheme_state.rcu = rd;
 	pthread_mutex_lock(&all_lock);
 	rd->next = all_domains;
 	all_domains = rd;
@@ -811,7 +776,7 @@ err_free:
 
 static void rcu_domain_fini(struct lmm_domain *d)
 {
-	struct rcu_domain *rd = d->scheme_data;
+	struct rcu_domain *rd = d->scheme_state.rcu;
 
 	pthread_mutex_lock(&all_lock);
 	for (struct rcu_domain **p = &all_domains; *p; p = &(*p)->next) {
@@ -830,12 +795,12 @@ static void rcu_domain_fini(struct lmm_domain *d)
 	sem_destroy(&rd->wake);
 	pthread_mutex_destroy(&rd->lock);
 	free(rd);
-	d->scheme_data = NULL;
+	d->scheme_state.rcu = NULL;
 }
 
 static void rcu_stats(struct lmm_domain *d, struct lmm_stats *out)
 {
-	struct rcu_domain *rd = d->scheme_data;
+	struct rcu_domain *rd = d->scheme_state.rcu;
 	/* Relaxed: gauges. */
 	out->rcu_backlog = atomic_load_explicit(&rd->backlog, memory_order_relaxed);
 	out->rcu_backlog_max = atomic_load_explicit(&rd->backlog_max, memory_order_relaxed);
@@ -861,9 +826,9 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.uses_signals = true,
 	.domain_init = rcu_domain_init,
 	.domain_fini = rcu_domain_fini,
+	.worker_reuse = rcu_worker_reuse,
 	.worker_online = rcu_worker_online,
 	.worker_offline = rcu_worker_offline,
-	.lazy = LAZY_RCU,
 	.lazy_release = rcu_lazy_release,
 	.users_zero = rcu_users_zero,
 	.installed = rcu_installed,

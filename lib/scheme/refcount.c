@@ -8,9 +8,9 @@
  * Every lazy enter and leave writes the context's shared count: this is the
  * line that held Linux to ~1M switches/s on 192 cores, and the baseline the
  * other schemes are measured against. The lazy enter and the lazy hit are
- * inline in lazy_hooks.h.
+ * inline in refcount.h.
  */
-#include "internal.h"
+#include "refcount.h"
 
 static void refcount_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
@@ -28,7 +28,6 @@ static void refcount_count_zero(struct lmm_ctx *ctx)
 
 const struct lmm_scheme_ops lmm_scheme_refcount = {
 	.id = LMM_SCHEME_REFCOUNT,
-	.lazy = LAZY_COUNTED,
 	.lazy_release = refcount_lazy_release,
 	.count_zero = refcount_count_zero,
 };

@@ -7,19 +7,17 @@
  * through its drop slot. docs/hazard.md has the protocol, a diagram and the
  * memory-ordering argument; the comments here name the pairings. Going lazy
  * and the lazy hit (hazard_lazy_enter, hazard_lazy_resume) are inline in
- * lazy_hooks.h, which also names the two slots.
+ * hazard.h. The worker's two slots are struct hazard_hot (hazard_state.h):
  *
- *   slot[LAZY]  the lazily held context: ctx (a hazard, uncounted), or
- *               ctx | LAZY_OWNED (the worker holds a count reference of its
- *               own: it went lazy on a context whose users were already 0).
- *               Written only by the owner.
- *   slot[DROP]  a count reference the worker must drop when its lazy period
- *               ends, or DROP_CLOSED while the worker is offline. Changed
- *               only by atomic read-modify-writes (owner and converters).
+ *   lazy  the lazily held context: ctx (a hazard, uncounted), or
+ *         ctx | LAZY_OWNED (the worker holds a count reference of its
+ *         own: it went lazy on a context whose users were already 0).
+ *         Written only by the owner.
+ *   drop  a count reference the worker must drop when its lazy period
+ *         ends, or DROP_CLOSED while the worker is offline. Changed
+ *         only by atomic read-modify-writes (owner and converters).
  */
-#include "lazy_hooks.h"
-
-enum { LAZY = HAZARD_LAZY, DROP = HAZARD_DROP };
+#include "hazard.h"
 
 #define LAZY_OWNED HAZARD_OWNED    /* contexts are pointer-aligned: bit 0 is free */
 #define DROP_CLOSED ((uintptr_t)1) /* offline: converters must not leave anything here */
@@ -43,7 +41,7 @@ static int hazard_domain_init(struct lmm_domain *d)
 	return 0;
 }
 
-/* Drop whatever the drop slot holds: lazy_hooks.h peeked and found something. */
+/* Drop whatever the drop slot holds: hazard.h peeked and found something. */
 void lmm__hazard_drain(struct lmm_worker *w)
 {
 	/*
@@ -52,7 +50,7 @@ void lmm__hazard_drain(struct lmm_worker *w)
 	 * before any converter that later finds the slot empty. (litmus:
 	 * hazard-steal, for the chain of acq_rel RMWs this exchange is one of)
 	 */
-	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], 0, memory_order_acq_rel);
+	uintptr_t v = atomic_exchange_explicit(&w->hot.hazard.drop, 0, memory_order_acq_rel);
 	if (v && v != DROP_CLOSED)
 		lmm_drop(slot_ctx(v)); /* may be the final drop: the free runs here, on the worker */
 }
@@ -60,13 +58,13 @@ void lmm__hazard_drain(struct lmm_worker *w)
 static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	/* Relaxed: our own word. */
-	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_relaxed);
+	uintptr_t lazy = atomic_load_explicit(&w->hot.hazard.lazy, memory_order_relaxed);
 	/*
 	 * Release: switch_ctx's last use of ctx happens before any converter
 	 * whose acquire load sees the slot move on and then lets ctx go
 	 * (litmus: hazard-lazy-release).
 	 */
-	atomic_store_explicit(&w->slot[LAZY], 0, memory_order_release);
+	atomic_store_explicit(&w->hot.hazard.lazy, 0, memory_order_release);
 	/*
 	 * Store->load, as in hazard_lazy_resume: pairs with the heavy fence
 	 * before reclaim_stale() (litmus: hazard-late-handoff).
@@ -75,8 +73,20 @@ static void hazard_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
 	if (lazy & LAZY_OWNED)
 		lmm_drop(ctx); /* its release orders our last use before the free */
 	/* Relaxed peek, as in hazard_lazy_resume. */
-	if (atomic_load_explicit(&w->slot[DROP], memory_order_relaxed))
+	if (atomic_load_explicit(&w->hot.hazard.drop, memory_order_relaxed))
 		lmm__hazard_drain(w);
+}
+
+static void hazard_worker_reuse(struct lmm_worker *w)
+{
+	/*
+	 * Relaxed: a reused slot stays published (scanners never chase a freed
+	 * worker), so converters may read these words now; they read what an
+	 * offline worker leaves (nothing held, nothing pending) and find
+	 * nothing to act on.
+	 */
+	atomic_store_explicit(&w->hot.hazard.lazy, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->hot.hazard.drop, 0, memory_order_relaxed);
 }
 
 static void hazard_worker_offline(struct lmm_worker *w)
@@ -90,7 +100,7 @@ static void hazard_worker_offline(struct lmm_worker *w)
 	 * of CLOSED (our lazy period is over before it drops anything; litmus:
 	 * hazard-offline).
 	 */
-	uintptr_t v = atomic_exchange_explicit(&w->slot[DROP], DROP_CLOSED, memory_order_acq_rel);
+	uintptr_t v = atomic_exchange_explicit(&w->hot.hazard.drop, DROP_CLOSED, memory_order_acq_rel);
 	if (v && v != DROP_CLOSED)
 		lmm_drop(slot_ctx(v));
 }
@@ -155,7 +165,7 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 	uintptr_t held = (uintptr_t)cv->ctx;
 	/* Acquire: pairs with offline's release exchange when we read CLOSED
 	 * (litmus: hazard-offline). */
-	uintptr_t cur = atomic_load_explicit(&w->slot[DROP], memory_order_acquire);
+	uintptr_t cur = atomic_load_explicit(&w->hot.hazard.drop, memory_order_acquire);
 
 	cv->handed++;
 	for (;;) {
@@ -165,7 +175,7 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 		}
 		if (cur) {
 			/* Occupied: is w still lazy on what we hold? (acquire: see above) */
-			uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
+			uintptr_t lazy = atomic_load_explicit(&w->hot.hazard.lazy, memory_order_acquire);
 			if (lazy != held) {
 				dispose(cv, held); /* w moved on: nobody needs ours */
 				return;
@@ -178,14 +188,14 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 		 * whoever put cur there (litmus: hazard-steal). Failure: acquire, as
 		 * for the first load.
 		 */
-		if (!atomic_compare_exchange_weak_explicit(&w->slot[DROP], &cur, held,
+		if (!atomic_compare_exchange_weak_explicit(&w->hot.hazard.drop, &cur, held,
 							   memory_order_acq_rel, memory_order_acquire))
 			continue;
 		if (!cur)
 			return; /* handed; w drops it when its lazy period ends (or reclaim_stale takes it back) */
 		/* We own cur now. Acquire: pairs with the lazy slot's release stores
 		 * (litmus: hazard-steal). */
-		uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
+		uintptr_t lazy = atomic_load_explicit(&w->hot.hazard.lazy, memory_order_acquire);
 		if (lazy != cur) {
 			dispose(cv, cur); /* stolen: w is done with it */
 			return;
@@ -207,7 +217,7 @@ static void convert_worker(struct lmm_worker *w, void *arg)
 	 * fence in hazard_users_zero (litmus: hazard-lazy-release,
 	 * hazard-publish).
 	 */
-	if (atomic_load_explicit(&w->slot[LAZY], memory_order_acquire) != (uintptr_t)cv->ctx)
+	if (atomic_load_explicit(&w->hot.hazard.lazy, memory_order_acquire) != (uintptr_t)cv->ctx)
 		return;
 	if (!cv->grabbed) {
 		/*
@@ -239,16 +249,16 @@ static void reclaim_stale(struct lmm_worker *w, void *arg)
 	struct conversion *cv = arg;
 	/* Acquire: pairs with the acq_rel RMW that left the reference there
 	 * (litmus: hazard-steal). */
-	uintptr_t v = atomic_load_explicit(&w->slot[DROP], memory_order_acquire);
+	uintptr_t v = atomic_load_explicit(&w->hot.hazard.drop, memory_order_acquire);
 	if (!v || v == DROP_CLOSED)
 		return;
 	/* Acquire: pairs with the release store that ended w's lazy period on v
 	 * (litmus: hazard-steal). */
-	uintptr_t lazy = atomic_load_explicit(&w->slot[LAZY], memory_order_acquire);
+	uintptr_t lazy = atomic_load_explicit(&w->hot.hazard.lazy, memory_order_acquire);
 	if (slot_ctx(lazy) == slot_ctx(v))
 		return;
 	/* Acq_rel like every change of the drop slot (see hand_over; litmus: hazard-steal). */
-	if (atomic_compare_exchange_strong_explicit(&w->slot[DROP], &v, 0, memory_order_acq_rel,
+	if (atomic_compare_exchange_strong_explicit(&w->hot.hazard.drop, &v, 0, memory_order_acq_rel,
 						    memory_order_relaxed))
 		dispose(cv, v);
 }
@@ -302,8 +312,8 @@ static void hazard_count_zero(struct lmm_ctx *ctx)
 const struct lmm_scheme_ops lmm_scheme_hazard = {
 	.id = LMM_SCHEME_HAZARD,
 	.domain_init = hazard_domain_init,
+	.worker_reuse = hazard_worker_reuse,
 	.worker_offline = hazard_worker_offline,
-	.lazy = LAZY_HAZARD,
 	.lazy_release = hazard_lazy_release,
 	.users_zero = hazard_users_zero,
 	.count_zero = hazard_count_zero,

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* The rcu scheme's state in the core's objects (lib/internal.h); rcu.c has the protocol. */
+#ifndef LMM_SCHEME_RCU_STATE_H
+#define LMM_SCHEME_RCU_STATE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct ctx_impl;
+struct lmm_ctx;
+struct rcu_domain; /* rcu.c: the reclaim thread, its queue and backpressure */
+
+/* Per worker, hot: what the lazy hit reads (rcu_lazy_resume, rcu.h). */
+struct rcu_hot {
+	/*
+	 * The worker's RCU state (RS_*). Written by the worker inside critical
+	 * sections and by its own nudge handler; other threads only read it
+	 * (hints).
+	 */
+	_Atomic(uintptr_t) state;
+	/* Non-zero while a grace period waits (written by reclaim threads). */
+	_Atomic(uintptr_t) gp_waiting;
+};
+
+/* Per worker, cold. */
+struct rcu_cold {
+	/*
+	 * A context whose count the nudge handler took to 0 when it left a
+	 * counted lazy hold (leave_torn). The handler cannot run the final drop
+	 * (it takes locks): it wakes the reclaim thread with sem_post, and that
+	 * thread, the worker's next install, lmm_idle_exit or offline, or the
+	 * last user waiting in users_zero, runs it (one exchange decides who).
+	 */
+	_Atomic(struct lmm_ctx *) orphan;
+	/*
+	 * When the worker last reported, in microseconds of the monotonic
+	 * clock (0: never). A nudge round skips a worker that reported within
+	 * its domain's nudge delay (nudge_worker).
+	 */
+	_Atomic(uintptr_t) reported;
+};
+
+/* Per context, once its count reached 0: the reclaim queue. */
+struct rcu_ctx {
+	struct ctx_impl *next; /* under the domain's lock, then the reclaim thread's alone */
+};
+
+/* Its members of the core's per-scheme unions (lib/internal.h). */
+#define LMM_RCU_WORKER_HOT struct rcu_hot rcu;
+#define LMM_RCU_WORKER_COLD struct rcu_cold rcu;
+#define LMM_RCU_CTX struct rcu_ctx rcu;
+#define LMM_RCU_DOMAIN struct rcu_domain *rcu;
+
+#endif
