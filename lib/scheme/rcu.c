@@ -172,6 +172,7 @@ static inline void report_qs(struct lmm_worker *w)
 }
 
 /* An online reader settles its lazy hold, then reports. In critical (or the signal hook). */
+/* Settle the lazy hold, then report: never the other way round (litmus: rcu-settle-qs). */
 static void settle_and_report(struct lmm_worker *w)
 {
 	if (!(rs_get(w) & RS_ONLINE))
