@@ -39,7 +39,8 @@ static void hook_free(struct lmm_ctx *ctx)
 
 static const struct lmm_ops hooks = { hook_switch, hook_teardown, hook_free };
 
-static inline void loop_switch(struct bthread *t, struct bctx *next)
+/* Always inline: the loops (loops.h) add no call of their own, whatever lmm_switch expands to. */
+static inline __attribute__((always_inline)) void loop_switch(struct bthread *t, struct bctx *next)
 {
 	lmm_switch(t->w, next ? &next->lmm : NULL);
 }

@@ -456,6 +456,274 @@ LMM_PUBLIC bool lmm_scheme_available(enum lmm_scheme s);
  */
 LMM_PUBLIC int lmm_default_signo(void);
 
+/* --- LMM_INLINE: lmm_switch's lazy fast path inline in the caller --- */
+
+/*
+ * Opt-in, as liburcu's _LGPL_SOURCE: with
+ *
+ *   #define LMM_INLINE
+ *   #include <lazymm.h>
+ *
+ * lmm_switch(w, ctx) is a macro whose lazy hit (back to the lazily held
+ * context) and going lazy (lmm_switch(w, NULL)) run inline in the caller;
+ * every other switch calls the library's lmm_switch ((lmm_switch)(w, ctx)
+ * always does). One test of the worker's own state decides: its inline
+ * kind, a byte the library sets to the scheme (shootdown, hazard, rcu)
+ * while the worker may take the inline path, and to 0, "always call the
+ * library", for refcount, LMM_F_DEBUG, the lmm_membarrier fallback
+ * (no membarrier(2)) and inside the idle bracket.
+ *
+ * What the inline path does not check: that the caller is @w's thread
+ * (lmm_switch's owner check), nor a switch from a hook or inside the idle
+ * bracket (the latter it leaves to the library: inside it the inline kind
+ * is 0). A program gets those checks by LMM_F_DEBUG, whose workers always
+ * take the library's path.
+ *
+ * ABI: the declarations below (struct lmm_inline_worker, the first words of
+ * a worker, and struct lmm_inline_ctx, the first word of a context, with
+ * the lmm__inline_* functions and constants) are the layout the library
+ * shares with inline callers; the library checks at build time that its own
+ * objects have exactly these offsets. They are ABI for inline callers only,
+ * versioned by LMM_INLINE_ABI: a program built inline references the data
+ * symbol lmm__inline_abi_<LMM_INLINE_ABI> at load time, so a library of
+ * another layout, which lacks that symbol, is refused by the loader
+ * ("undefined symbol") before the program runs. Without LMM_INLINE none of
+ * this is declared. C only (it uses <stdatomic.h>).
+ */
+#define LMM_INLINE_ABI_VERSION 1
+#if defined(LMM_INLINE) || defined(LMM_INLINE_LAYOUT)
+#ifdef __cplusplus
+#error "LMM_INLINE needs C11's <stdatomic.h>: not for C++"
+#endif
+#include <stdatomic.h>
+
+#ifdef LMM_INLINE_ABI_TEST
+#define LMM_INLINE_ABI LMM_INLINE_ABI_TEST /* tests/meson.build only: a program of another layout */
+#else
+#define LMM_INLINE_ABI LMM_INLINE_ABI_VERSION
+#endif
+#define LMM_INLINE_CAT_(a, b) a##b
+#define LMM_INLINE_CAT(a, b) LMM_INLINE_CAT_(a, b)
+/* The layout's symbol: lmm__inline_abi_1 (lib/lazymm.map). */
+#define LMM_INLINE_ABI_SYMBOL LMM_INLINE_CAT(lmm__inline_abi_, LMM_INLINE_ABI)
+/* Exported for inline callers only, without a man page of its own (lmm_switch(3)). */
+#define LMM_INLINE_EXPORT LMM_PUBLIC
+
+/* The hazard scheme's two hot words (docs/hazard.md has the protocol). */
+struct lmm_inline_hazard {
+	/*
+	 * The lazily held context: ctx (a hazard, uncounted), or ctx |
+	 * LMM_INLINE_HAZARD_OWNED (the worker holds a count reference of its
+	 * own: it went lazy on a context whose users were already 0). Written
+	 * only by the owner.
+	 */
+	_Atomic(uintptr_t) lazy;
+	/*
+	 * A count reference the worker must drop when its lazy period ends,
+	 * or a closed mark while the worker is offline. Changed only by atomic
+	 * read-modify-writes (owner and converters).
+	 */
+	_Atomic(uintptr_t) drop;
+};
+#define LMM_INLINE_HAZARD_OWNED ((uintptr_t)1)
+
+/* The rcu scheme's two hot words: what its lazy hit reads. */
+struct lmm_inline_rcu {
+	/*
+	 * The worker's RCU state (rcu.c's RS_*). Written by the worker inside
+	 * critical sections and by its own nudge handler; other threads only
+	 * read it (hints).
+	 */
+	_Atomic(uintptr_t) state;
+	/* Non-zero while a grace period waits (written by reclaim threads). */
+	_Atomic(uintptr_t) gp_waiting;
+};
+#define LMM_INLINE_RCU_COUNTED ((uintptr_t)1) /* in state: the lazy hold is a counted reference */
+
+/* The first words of a struct lmm_worker, as the library lays them out. */
+struct lmm_inline_worker {
+	/* Installed context: written by the owner (release after switch_ctx). */
+	_Atomic(struct lmm_ctx *) active;
+	/* Context of the running task, or NULL. Written by the owner only. */
+	_Atomic(struct lmm_ctx *) current;
+	struct lmm_ctx *init;
+	/* The one test: the scheme (enum lmm_scheme) whose inline path w takes; 0: call lmm_switch. */
+	unsigned char kind;
+	union {
+		struct lmm_inline_hazard hazard;
+		struct lmm_inline_rcu rcu;
+	} hot;
+	/* lmm_stats' lazy_enters: the owner's relaxed load + store. */
+	_Atomic(uint_least64_t) lazy_enters;
+};
+
+/* The first word of a struct lmm_ctx, as the library lays it out. */
+struct lmm_inline_ctx {
+	atomic_long users;
+};
+
+/* Present in a library of this layout only: the loader refuses the others. */
+LMM_INLINE_EXPORT extern const unsigned char LMM_INLINE_ABI_SYMBOL;
+/* The rare halves, out of line: hazard's counted hold; hazard's drop slot, rcu's flags. */
+LMM_INLINE_EXPORT void lmm__inline_enter_slow(struct lmm_worker *w, struct lmm_ctx *ctx);
+LMM_INLINE_EXPORT void lmm__inline_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx, uintptr_t lazy);
+
+/*
+ * The pieces the library's fast copies (lib/scheme/NAME.h) and the inline
+ * path share. The fences between them are the caller's: see each use.
+ */
+static inline __attribute__((always_inline)) struct lmm_inline_worker *lmm__inline_worker(struct lmm_worker *w)
+{
+	return (struct lmm_inline_worker *)(void *)w;
+}
+
+/* The owner's counter: no RMW needed; relaxed for the lmm_stats reader. */
+static inline __attribute__((always_inline)) void lmm__inline_count(_Atomic(uint_least64_t) *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+/* hazard, going lazy: publish the hazard. */
+static inline __attribute__((always_inline)) void lmm__inline_hazard_publish(struct lmm_inline_hazard *h,
+									  struct lmm_ctx *ctx)
+{
+	/*
+	 * Release: a converter that reads this store (or a later one) with
+	 * acquire also sees everything before it, including the release store
+	 * that ended our previous lazy period (see hazard.c's hand_over;
+	 * litmus: hazard-steal). Free on x86-64; no fence.
+	 */
+	atomic_store_explicit(&h->lazy, (uintptr_t)ctx, memory_order_release);
+}
+
+/* hazard, going lazy, after the store->load fence: whether users are gone (the counted hold). */
+static inline __attribute__((always_inline)) bool lmm__inline_users_gone(struct lmm_ctx *ctx)
+{
+	/* Relaxed: the caller's fence pair is the ordering (litmus: hazard-publish). */
+	return atomic_load_explicit(&((struct lmm_inline_ctx *)(void *)ctx)->users, memory_order_relaxed) <= 0;
+}
+
+/* hazard, the lazy hit: empty the slot; returns what it held. */
+static inline __attribute__((always_inline)) uintptr_t lmm__inline_hazard_clear(struct lmm_inline_hazard *h)
+{
+	/* Relaxed: our own word. */
+	uintptr_t lazy = atomic_load_explicit(&h->lazy, memory_order_relaxed);
+	/*
+	 * Relaxed: the task that resumes ctx holds a reference of its own
+	 * until after its last use here, and its drop is a release; a converter
+	 * that sees the slot empty needs nothing more from us.
+	 */
+	atomic_store_explicit(&h->lazy, 0, memory_order_relaxed);
+	return lazy;
+}
+
+/* hazard, the lazy hit, after the store->load fence: the hold was counted, or a reference waits. */
+static inline __attribute__((always_inline)) bool lmm__inline_hazard_pending(struct lmm_inline_hazard *h,
+									  uintptr_t lazy)
+{
+	/* Relaxed peek at our own word: the slow half's exchange is what counts. */
+	return (lazy & LMM_INLINE_HAZARD_OWNED) | atomic_load_explicit(&h->drop, memory_order_relaxed);
+}
+
+/* rcu, the lazy hit: the hold was counted, or a grace period waits. */
+static inline __attribute__((always_inline)) bool lmm__inline_rcu_pending(struct lmm_inline_rcu *r)
+{
+	/*
+	 * Relaxed: our own state, and a hint written by reclaim threads
+	 * (liburcu's protocol orders the report itself). The nudge handler sets
+	 * the counted bit only while we are lazy, and current is already ctx: no
+	 * handler changes the state after these loads, so the slow half, which
+	 * takes the critical section, finds what we saw. (litmus: rcu-qs-flag)
+	 */
+	return (atomic_load_explicit(&r->state, memory_order_relaxed) & LMM_INLINE_RCU_COUNTED) |
+	       atomic_load_explicit(&r->gp_waiting, memory_order_relaxed);
+}
+#endif /* LMM_INLINE || LMM_INLINE_LAYOUT */
+
+#ifdef LMM_INLINE
+/*
+ * The library's "used" reference to this layout's symbol: a relocation the
+ * loader resolves when the program starts, against the library it finds.
+ */
+static const unsigned char *const lmm__inline_abi_ref __attribute__((used)) = &LMM_INLINE_ABI_SYMBOL;
+
+/*
+ * lmm_switch, inline: the library's fast copy (lib/switch.c, switch_body
+ * with careful false: a worker whose inline kind is not 0 has neither
+ * LMM_F_DEBUG nor the membarrier fallback) for the lazy hit and going lazy,
+ * in the same order with the same orderings; every other case calls the
+ * library. Both run outside the library's critical section, as the fast
+ * copies do (switch.c's switch_body says why that is safe against the
+ * domain's signal handler).
+ */
+static inline __attribute__((always_inline)) void lmm__switch_inline(struct lmm_worker *w, struct lmm_ctx *next)
+{
+	struct lmm_inline_worker *iw = lmm__inline_worker(w);
+	/* The one test. Owner-only byte (set at online and by the idle bracket). */
+	unsigned kind = iw->kind;
+
+	if (__builtin_expect(kind != 0, 1)) {
+		/* Relaxed: only this thread writes current. */
+		struct lmm_ctx *cur = atomic_load_explicit(&iw->current, memory_order_relaxed);
+		if (!next) {
+			if (!cur)
+				return;
+			/* Going lazy. Relaxed: lmm_membarrier's argument is in docs/design.md. */
+			atomic_store_explicit(&iw->current, NULL, memory_order_relaxed);
+			if (cur == iw->init)
+				return;
+			lmm__inline_count(&iw->lazy_enters);
+			if (kind == LMM_SCHEME_HAZARD) {
+				lmm__inline_hazard_publish(&iw->hot.hazard, cur);
+				/*
+				 * Store->load: the hazard above before the users load below.
+				 * Pairs with lmm_plat_heavy_fence (membarrier) in hazard's
+				 * users_zero, which comes after the last user's decrement and
+				 * before its scan: either we see users == 0 here, or the scan
+				 * sees our hazard. Compiler barrier only (litmus: hazard-publish).
+				 */
+				atomic_signal_fence(memory_order_seq_cst);
+				if (__builtin_expect(lmm__inline_users_gone(cur), 0))
+					lmm__inline_enter_slow(w, cur);
+			}
+			return;
+		}
+		/* Relaxed: own state; a handler cannot move active off a context we hold. */
+		if (!cur && next == atomic_load_explicit(&iw->active, memory_order_relaxed)) {
+			/* The lazy hit. Relaxed: lmm_membarrier's argument is in docs/design.md. */
+			atomic_store_explicit(&iw->current, next, memory_order_relaxed);
+			if (kind == LMM_SCHEME_HAZARD) {
+				/* Pairs with a signal handler on this thread: it sees us running next. */
+				atomic_signal_fence(memory_order_seq_cst);
+				uintptr_t lazy = lmm__inline_hazard_clear(&iw->hot.hazard);
+				/*
+				 * Store->load: the slot cleared above before the peek at the drop
+				 * slot below. Pairs with the heavy fence (membarrier) before
+				 * hazard's reclaim_stale: either we see a late hand-off and drop
+				 * it, or the converter sees us gone and takes it back. Compiler
+				 * barrier only (litmus: hazard-late-handoff).
+				 */
+				atomic_signal_fence(memory_order_seq_cst);
+				if (__builtin_expect(lmm__inline_hazard_pending(&iw->hot.hazard, lazy), 0))
+					lmm__inline_resume_slow(w, next, lazy);
+			} else if (kind == LMM_SCHEME_RCU) {
+				/*
+				 * Pairs with a signal handler on this thread: from here on it sees
+				 * us running next, not lazy on it, and leaves the lazy state alone.
+				 */
+				atomic_signal_fence(memory_order_seq_cst);
+				if (__builtin_expect(lmm__inline_rcu_pending(&iw->hot.rcu), 0))
+					lmm__inline_resume_slow(w, next, 0);
+			}
+			return;
+		}
+	}
+	lmm_switch(w, next);
+}
+/* (lmm_switch)(w, next) still calls the library. */
+#define lmm_switch(w, next) lmm__switch_inline((w), (next))
+#endif /* LMM_INLINE */
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,9 @@
 #include <stdint.h>
 
 #include "lazymm.h"
+#ifndef LMM_INLINE_ABI
+#error "lazymm.h was included without LMM_INLINE_LAYOUT (meson.build's lib_args): the layout it shares with inline callers is missing"
+#endif
 #include "lmm_schemes.h"
 #include "platform/platform.h"
 #include "probes.h"
@@ -64,6 +67,9 @@ struct ctx_impl {
 	} scheme;
 };
 _Static_assert(sizeof(struct ctx_impl) <= sizeof(struct lmm_ctx), "struct ctx_impl does not fit in struct lmm_ctx");
+/* users is lazymm.h's struct lmm_inline_ctx for LMM_INLINE callers (hazard's going lazy reads it). */
+_Static_assert(offsetof(struct ctx_impl, users) == offsetof(struct lmm_inline_ctx, users),
+	       "struct ctx_impl's users is not lazymm.h's lmm_inline_ctx.users");
 _Static_assert(_Alignof(struct ctx_impl) <= _Alignof(struct lmm_ctx), "struct lmm_ctx is less aligned than struct ctx_impl");
 
 static inline struct ctx_impl *ctx_impl(struct lmm_ctx *ctx)
@@ -87,13 +93,41 @@ struct worker_counters {
 };
 
 struct lmm_worker {
-	/* --- hot block --- */
+	/*
+	 * --- hot block --- Its first words are lazymm.h's struct
+	 * lmm_inline_worker, the layout LMM_INLINE callers read and write
+	 * (checked below): active, current, init, inline_kind, hot, stats.
+	 */
 	_Alignas(LMM_HOT_ALIGN)
 	/* Installed context. Stored with release after switch_ctx; scanners acquire. */
 	_Atomic(struct lmm_ctx *) active;
 	/* Context of the running task, or NULL (lazy, or idle on init). */
 	_Atomic(struct lmm_ctx *) current;
 	struct lmm_ctx *init;
+	/*
+	 * The inline path's one test (lazymm.h, LMM_INLINE): the scheme's id
+	 * while path is the scheme's fast copy and the scheme has inline pieces
+	 * in lazymm.h; 0 otherwise: inline callers then call lmm_switch.
+	 * Set with path (lmm__switch_path_set).
+	 */
+	unsigned char inline_kind;
+	/* The domain's handler runs the signal work now (switch_ctx's LMM_SWITCH_SIGNAL). */
+	atomic_bool in_handler;
+	bool uses_signals;
+	bool debug;
+	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
+	bool membarrier_fence;
+	unsigned char kind; /* the scheme's id (enum lmm_scheme), whose lazy hooks the general copy runs */
+	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
+	/* Between lmm_idle_enter and lmm_idle_exit; path is then the general copy, which checks it. */
+	bool idle;
+	/* The scheme's hot state (scheme/NAME_state.h): its fast path reads it. */
+	union {
+#define LMM_HOT_MEMBER(name, NAME) LMM_##NAME##_WORKER_HOT
+		LMM_SCHEME_LIST(LMM_HOT_MEMBER)
+#undef LMM_HOT_MEMBER
+	} hot;
+	struct worker_counters stats;
 	const struct lmm_scheme_ops *scheme;
 	struct lmm_domain *domain;
 	/*
@@ -107,26 +141,9 @@ struct lmm_worker {
 	 */
 	atomic_int critical;
 	atomic_int sig_pending;
-	/* The domain's handler runs the signal work now (switch_ctx's LMM_SWITCH_SIGNAL). */
-	atomic_bool in_handler;
-	bool uses_signals;
-	bool debug;
-	/* No membarrier(2): switching in to a context fences, for lmm_membarrier's fallback. */
-	bool membarrier_fence;
-	unsigned char kind; /* the scheme's id (enum lmm_scheme), whose lazy hooks the general copy runs */
-	unsigned char path; /* enum switch_path: lmm_switch's copy of the body (switch.c) */
-	/* Between lmm_idle_enter and lmm_idle_exit; path is then the general copy, which checks it. */
-	bool idle;
 	/* Inside switch_ctx: the slow paths refuse to re-enter (owner only; no handler reads it). */
 	bool in_switch_ctx;
 	unsigned id;
-	/* The scheme's hot state (scheme/NAME_state.h): its fast path reads it. */
-	union {
-#define LMM_HOT_MEMBER(name, NAME) LMM_##NAME##_WORKER_HOT
-		LMM_SCHEME_LIST(LMM_HOT_MEMBER)
-#undef LMM_HOT_MEMBER
-	} hot;
-	struct worker_counters stats;
 
 	/* --- cold: online/offline, identity --- */
 	_Alignas(LMM_HOT_ALIGN) pthread_t thread;
@@ -145,9 +162,27 @@ struct lmm_worker {
 	/* The last lmm_membarrier request this worker's signal handler served. */
 	atomic_ulong membarrier_ack;
 };
-_Static_assert(offsetof(struct lmm_worker, stats) + sizeof(struct worker_counters) <= LMM_HOT_ALIGN,
+_Static_assert(offsetof(struct lmm_worker, id) + sizeof(unsigned) <= LMM_HOT_ALIGN,
 	       "the worker's hot block outgrew its 128 bytes");
 _Static_assert(offsetof(struct lmm_worker, thread) == LMM_HOT_ALIGN, "the cold block starts a new line pair");
+/* The layout shared with LMM_INLINE callers (lazymm.h): the same memory, never drifting. */
+#define LMM_INLINE_SAME(lib, pub)                                                                \
+	_Static_assert(offsetof(struct lmm_worker, lib) == offsetof(struct lmm_inline_worker, pub) && \
+			       sizeof(((struct lmm_worker *)0)->lib) ==                              \
+				       sizeof(((struct lmm_inline_worker *)0)->pub),                 \
+		       "struct lmm_worker's " #lib " is not lazymm.h's lmm_inline_worker." #pub)
+LMM_INLINE_SAME(active, active);
+LMM_INLINE_SAME(current, current);
+LMM_INLINE_SAME(init, init);
+LMM_INLINE_SAME(inline_kind, kind);
+LMM_INLINE_SAME(stats.lazy_enters, lazy_enters);
+#ifdef LMM_HAVE_HAZARD
+LMM_INLINE_SAME(hot.hazard, hot.hazard);
+#endif
+#ifdef LMM_HAVE_RCU
+LMM_INLINE_SAME(hot.rcu, hot.rcu);
+#endif
+#undef LMM_INLINE_SAME
 
 /*
  * A scheme. Hooks marked optional may be NULL. "ctx" is never the init
@@ -295,8 +330,11 @@ LMM_HIDDEN void lmm__worker_atfork_child(void);
 /* lmm_membarrier (membarrier.c): whether it signals workers; the handler's part. */
 LMM_HIDDEN bool lmm__membarrier_fallback(void);
 LMM_HIDDEN void lmm__membarrier_ack(struct lmm_worker *w);
-/* switch.c: which copy of the switch body w takes (set once, at worker creation). */
-LMM_HIDDEN unsigned char lmm__switch_path(const struct lmm_worker *w);
+/*
+ * switch.c: set which copy of the switch body w takes, and its inline kind
+ * (at worker creation and online, and around the idle bracket).
+ */
+LMM_HIDDEN void lmm__switch_path_set(struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
 /*
  * A free running on this thread (nested frees: the innermost). It lives on

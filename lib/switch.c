@@ -25,6 +25,10 @@
  *                               (it finds nothing to undo there): no test
  *   LMM_NAME_IF_FAST_COPY(...)  its arguments if lmm_switch has a copy of
  *                               its body for the scheme, else nothing
+ *   LMM_NAME_INLINE             1: lazymm.h's LMM_INLINE path has the
+ *                               scheme's hooks (a case of its own there,
+ *                               built from the same lmm__inline_* pieces);
+ *                               its workers on the fast copy take it
  *
  * Everything else a scheme does sits behind its ops table. These two run on
  * every lazy enter and every lazy hit, and there an indirect call costs more
@@ -304,7 +308,7 @@ enum switch_path {
 #undef PATH_ENUM
 };
 
-unsigned char lmm__switch_path(const struct lmm_worker *w)
+static unsigned char switch_path(const struct lmm_worker *w)
 {
 	if (w->debug || w->membarrier_fence || w->idle)
 		return PATH_GENERAL;
@@ -314,6 +318,80 @@ unsigned char lmm__switch_path(const struct lmm_worker *w)
 #undef PATH_OF
 	default:
 		return PATH_GENERAL;
+	}
+}
+
+/*
+ * The LMM_INLINE path's one test (lazymm.h): a worker takes it exactly when
+ * it takes its scheme's fast copy here and the scheme has inline pieces
+ * (LMM_NAME_INLINE); its inline kind is then the scheme's id, which the
+ * inline path's cases name. Otherwise 0: inline callers call lmm_switch,
+ * whose general copy checks LMM_F_DEBUG, the membarrier fallback and the
+ * idle bracket. A scheme the header does not know never gets a kind.
+ */
+static unsigned char inline_kind(const struct lmm_worker *w, unsigned char path)
+{
+	if (path == PATH_GENERAL)
+		return 0;
+	switch (w->kind) {
+#define INLINE_OF(name, NAME)   \
+	case LMM_SCHEME_##NAME: \
+		return LMM_##NAME##_INLINE ? LMM_SCHEME_##NAME : 0;
+		LMM_SCHEME_LIST(INLINE_OF)
+#undef INLINE_OF
+	default:
+		return 0;
+	}
+}
+
+void lmm__switch_path_set(struct lmm_worker *w)
+{
+	w->path = switch_path(w);
+	w->inline_kind = inline_kind(w, w->path);
+}
+
+/*
+ * The layout LMM_INLINE callers were built against (lazymm.h): each
+ * inline caller's load refers to this symbol, so a library of another
+ * layout, which names it otherwise, is refused at load time.
+ */
+LMM_INLINE_EXPORT const unsigned char LMM_INLINE_ABI_SYMBOL = LMM_INLINE_ABI;
+
+/*
+ * The LMM_INLINE path's rare halves, as the fast copies' (the scheme's
+ * NAME.h): hazard going lazy on a context whose users are gone; hazard's
+ * counted hold or drop slot and rcu's counted hold or waiting grace period
+ * at the lazy hit. Only for a worker whose inline kind is the scheme's.
+ */
+void lmm__inline_enter_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
+{
+#ifdef LMM_HAVE_HAZARD
+	if (w->inline_kind == LMM_SCHEME_HAZARD) {
+		hazard_enter_counted(w, ctx);
+		return;
+	}
+#endif
+	lmm__die("lmm_switch", "worker %u's inline path has no slow half for going lazy on %p", w->id,
+		 (void *)ctx);
+}
+
+void lmm__inline_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx, uintptr_t lazy)
+{
+	(void)lazy; /* hazard's slot as the inline path read it; rcu reads its own words */
+	switch (w->inline_kind) {
+#ifdef LMM_HAVE_HAZARD
+	case LMM_SCHEME_HAZARD:
+		hazard_resume_slow(w, ctx, lazy);
+		return;
+#endif
+#ifdef LMM_HAVE_RCU
+	case LMM_SCHEME_RCU:
+		lmm__rcu_resume_slow(w, ctx);
+		return;
+#endif
+	default:
+		lmm__die("lmm_switch", "worker %u's inline path has no slow half for the lazy hit on %p", w->id,
+			 (void *)ctx);
 	}
 }
 

@@ -51,7 +51,7 @@ static struct lmm_worker *worker_alloc(struct lmm_domain *d, unsigned id)
 	w->kind = (unsigned char)d->scheme->id;
 	w->debug = d->cfg.flags & LMM_F_DEBUG;
 	w->membarrier_fence = lmm__membarrier_fallback();
-	w->path = lmm__switch_path(w);
+	lmm__switch_path_set(w);
 	atomic_init(&w->active, &d->init);
 	return w;
 }
@@ -111,7 +111,7 @@ int lmm_worker_online(struct lmm_domain *d, void *data, struct lmm_worker **out)
 	w->data = data;
 	w->thread = pthread_self();
 	w->idle = false; /* a slot whose last owner went offline inside the idle bracket */
-	w->path = lmm__switch_path(w);
+	lmm__switch_path_set(w);
 	atomic_store_explicit(&w->current, NULL, memory_order_relaxed);
 	atomic_store_explicit(&w->active, &d->init, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->generation, 1, memory_order_relaxed);
@@ -216,7 +216,7 @@ void lmm_idle_enter(struct lmm_worker *w)
 	if (w->idle)
 		lmm__die("lmm_idle_enter", "already idle (lmm_idle_enter twice without lmm_idle_exit)");
 	w->idle = true;
-	w->path = lmm__switch_path(w);
+	lmm__switch_path_set(w);
 	if (w->scheme->idle_enter)
 		w->scheme->idle_enter(w);
 }
@@ -231,7 +231,7 @@ void lmm_idle_exit(struct lmm_worker *w)
 	if (w->scheme->idle_exit)
 		w->scheme->idle_exit(w);
 	w->idle = false;
-	w->path = lmm__switch_path(w);
+	lmm__switch_path_set(w);
 }
 
 void lmm_quiescent(struct lmm_worker *w)

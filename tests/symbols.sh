@@ -1,5 +1,7 @@
 #!/bin/sh
-# The shared library exports exactly the public functions of lazymm.h, each
+# The shared library exports exactly the public functions of lazymm.h (and
+# what its LMM_INLINE section exports for inline callers: the
+# LMM_INLINE_EXPORT functions and lmm__inline_abi_<LMM_INLINE_ABI_VERSION>), each
 # at a version of lib/lazymm.map, and the map lists exactly those; with
 # SONAME, the library's DT_SONAME is that (liblazymm.so.0.2 for 0.2.x).
 # Usage: symbols.sh LIBRARY HEADER MAP [SONAME]
@@ -7,7 +9,10 @@ set -eu
 lib=$1 header=$2 map=$3 soname=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-grep -o '^LMM_PUBLIC [^(]*(' "$header" | sed 's/.*[ *]\([a-z_0-9]*\)($/\1/' | sort >"$tmp/header"
+{
+	grep -o '^LMM_\(PUBLIC\|INLINE_EXPORT\) [^(]*(' "$header" | sed 's/.*[ *]\([a-z_0-9]*\)($/\1/'
+	sed -n 's/^#define LMM_INLINE_ABI_VERSION \([0-9]*\)$/lmm__inline_abi_\1/p' "$header"
+} | sort >"$tmp/header"
 sed -n 's/^[[:space:]]*\(lmm_[a-z_0-9]*\);$/\1/p' "$map" | sort >"$tmp/map"
 # Defined dynamic symbols other than the version nodes themselves.
 readelf --dyn-syms -W "$lib" | awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" && $5 != "LOCAL" {print $8}' |

@@ -15,8 +15,10 @@
 /* Both hooks do work; the hit on init finds nothing to undo (an empty lazy slot): no test for it. */
 #define LMM_HAZARD_LAZY_HOOKS 1
 #define LMM_HAZARD_HIT_ON_INIT 1
+/* lazymm.h's LMM_INLINE path has these hooks too (its lmm__inline_hazard_* pieces). */
+#define LMM_HAZARD_INLINE 1
 
-#define HAZARD_OWNED ((uintptr_t)1) /* in hot.hazard.lazy: we hold a count reference */
+#define HAZARD_OWNED LMM_INLINE_HAZARD_OWNED /* in hot.hazard.lazy: we hold a count reference */
 
 LMM_HIDDEN void lmm__hazard_drain(struct lmm_worker *w);
 
@@ -56,13 +58,8 @@ static __attribute__((noinline, cold)) void hazard_enter_counted(struct lmm_work
 
 static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
-	/*
-	 * Release: a converter that reads this store (or a later one) with
-	 * acquire also sees everything before it, including the release store
-	 * that ended our previous lazy period (see hand_over; litmus:
-	 * hazard-steal). Free on x86-64; no fence.
-	 */
-	atomic_store_explicit(&w->hot.hazard.lazy, (uintptr_t)ctx, memory_order_release);
+	/* Release (litmus: hazard-steal): lazymm.h's piece, shared with LMM_INLINE callers. */
+	lmm__inline_hazard_publish(&w->hot.hazard, ctx);
 	/*
 	 * Store->load: the hazard above before the users load below. Pairs
 	 * with lmm_plat_heavy_fence in hazard_users_zero, which comes after the
@@ -72,7 +69,7 @@ static inline void hazard_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, 
 	 */
 	hazard_light_fence(careful);
 	/* Relaxed: the fence pair above is the ordering. */
-	if (unlikely(atomic_load_explicit(&ctx_impl(ctx)->users, memory_order_relaxed) <= 0))
+	if (unlikely(lmm__inline_users_gone(ctx)))
 		hazard_enter_counted(w, ctx);
 }
 
@@ -90,14 +87,8 @@ static __attribute__((noinline, cold)) void hazard_resume_slow(struct lmm_worker
 
 static inline void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
-	/* Relaxed: our own word. */
-	uintptr_t lazy = atomic_load_explicit(&w->hot.hazard.lazy, memory_order_relaxed);
-	/*
-	 * Relaxed: the task that resumes ctx holds a reference of its own
-	 * until after its last use here, and its drop is a release; a converter
-	 * that sees the slot empty needs nothing more from us.
-	 */
-	atomic_store_explicit(&w->hot.hazard.lazy, 0, memory_order_relaxed);
+	/* Relaxed load and store of our own slot (lazymm.h's piece says why). */
+	uintptr_t lazy = lmm__inline_hazard_clear(&w->hot.hazard);
 	/*
 	 * Store->load: the slot cleared above before the peek at the drop slot
 	 * below. Pairs with the heavy fence before reclaim_stale(): either we
@@ -106,7 +97,7 @@ static inline void hazard_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx,
 	 */
 	hazard_light_fence(careful);
 	/* Relaxed peek at our own word: lmm__hazard_drain's exchange is what counts. */
-	if (unlikely((lazy & HAZARD_OWNED) | atomic_load_explicit(&w->hot.hazard.drop, memory_order_relaxed)))
+	if (unlikely(lmm__inline_hazard_pending(&w->hot.hazard, lazy)))
 		hazard_resume_slow(w, ctx, lazy);
 }
 

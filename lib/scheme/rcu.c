@@ -34,9 +34,10 @@
 #include "rcu.h"
 
 /*
- * The worker's words are struct rcu_hot and struct rcu_cold, the context's
- * struct rcu_ctx (rcu_state.h). hot.rcu.state holds RS_COUNTED (the lazy
- * hold is a counted reference, rcu.h) and:
+ * The worker's words are struct lmm_inline_rcu (lazymm.h's inline layout)
+ * and struct rcu_cold, the context's struct rcu_ctx (rcu_state.h).
+ * hot.rcu.state holds RS_COUNTED (the lazy hold is a counted reference,
+ * rcu.h) and:
  */
 #define RS_ONLINE 0x2u     /* registered with QSBR and online (not idle) */
 #define RS_REGISTERED 0x4u /* we registered this thread with QSBR */

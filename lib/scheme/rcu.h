@@ -15,8 +15,10 @@
 /* The resume hook does work; on init it finds nothing to undo (no counted hold): no test for it. */
 #define LMM_RCU_LAZY_HOOKS 1
 #define LMM_RCU_HIT_ON_INIT 1
+/* lazymm.h's LMM_INLINE path has the resume hook too (lmm__inline_rcu_pending). */
+#define LMM_RCU_INLINE 1
 
-#define RS_COUNTED 0x1u /* in hot.rcu.state: the lazy hold is a counted reference */
+#define RS_COUNTED LMM_INLINE_RCU_COUNTED /* in hot.rcu.state: the lazy hold is a counted reference */
 
 LMM_HIDDEN void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx);
 
@@ -30,15 +32,8 @@ static inline void rcu_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, boo
 static inline void rcu_lazy_resume(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
 	(void)careful;
-	/*
-	 * Relaxed: our own state, and a hint written by reclaim threads
-	 * (liburcu's protocol orders the report itself). The nudge handler sets
-	 * RS_COUNTED only while we are lazy, and current is already ctx: no
-	 * handler changes the state after these loads, so the slow half, which
-	 * takes the critical section, finds what we saw. (litmus: rcu-qs-flag)
-	 */
-	if (unlikely((atomic_load_explicit(&w->hot.rcu.state, memory_order_relaxed) & RS_COUNTED) |
-		     atomic_load_explicit(&w->hot.rcu.gp_waiting, memory_order_relaxed)))
+	/* Relaxed loads (lazymm.h's piece, shared with LMM_INLINE callers; litmus: rcu-qs-flag). */
+	if (unlikely(lmm__inline_rcu_pending(&w->hot.rcu)))
 		lmm__rcu_resume_slow(w, ctx);
 }
 

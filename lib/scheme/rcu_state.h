@@ -10,17 +10,13 @@ struct ctx_impl;
 struct lmm_ctx;
 struct rcu_domain; /* rcu.c: the reclaim thread, its queue and backpressure */
 
-/* Per worker, hot: what the lazy hit reads (rcu_lazy_resume, rcu.h). */
-struct rcu_hot {
-	/*
-	 * The worker's RCU state (RS_*). Written by the worker inside critical
-	 * sections and by its own nudge handler; other threads only read it
-	 * (hints).
-	 */
-	_Atomic(uintptr_t) state;
-	/* Non-zero while a grace period waits (written by reclaim threads). */
-	_Atomic(uintptr_t) gp_waiting;
-};
+/*
+ * Per worker, hot: what the lazy hit reads (rcu_lazy_resume, rcu.h), two
+ * words typed in lazymm.h's inline layout, struct lmm_inline_rcu (state:
+ * RS_*, written by the worker inside critical sections and by its own nudge
+ * handler; gp_waiting: non-zero while a grace period waits): LMM_INLINE
+ * callers share them.
+ */
 
 /* Per worker, cold. */
 struct rcu_cold {
@@ -46,7 +42,7 @@ struct rcu_ctx {
 };
 
 /* Its members of the core's per-scheme unions (lib/internal.h). */
-#define LMM_RCU_WORKER_HOT struct rcu_hot rcu;
+#define LMM_RCU_WORKER_HOT struct lmm_inline_rcu rcu;
 #define LMM_RCU_WORKER_COLD struct rcu_cold rcu;
 #define LMM_RCU_CTX struct rcu_ctx rcu;
 #define LMM_RCU_DOMAIN struct rcu_domain *rcu;

@@ -14,6 +14,8 @@
 /* Both hooks do work; going lazy on init took no reference, so the hit on init skips the resume hook. */
 #define LMM_REFCOUNT_LAZY_HOOKS 1
 #define LMM_REFCOUNT_HIT_ON_INIT 0
+/* No LMM_INLINE path: inline callers call lmm_switch (it has no fast copy either). */
+#define LMM_REFCOUNT_INLINE 0
 
 static inline void refcount_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {

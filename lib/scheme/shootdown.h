@@ -13,6 +13,8 @@
 #define LMM_SHOOTDOWN_IF_FAST_COPY(...) __VA_ARGS__
 #define LMM_SHOOTDOWN_LAZY_HOOKS 0
 #define LMM_SHOOTDOWN_HIT_ON_INIT 0
+/* lazymm.h's LMM_INLINE path runs its (empty) hooks too. */
+#define LMM_SHOOTDOWN_INLINE 1
 
 static inline void shootdown_lazy_enter(struct lmm_worker *w, struct lmm_ctx *ctx, bool careful)
 {
