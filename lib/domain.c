@@ -432,6 +432,11 @@ bool lmm__domain_signals(const struct lmm_domain *d)
  * application reuses it for one (lmm_ctx_init refuses a live one). Volatile:
  * a store just before free() is dead to the compiler, which drops it.
  */
+/*
+ * Volatile: the store precedes free(d) and would otherwise be dropped as
+ * dead; memory reused for a context must not look live (lmm_ctx_init's
+ * magic check), as lmm_domain_destroy leaves it.
+ */
 static void init_magic_clear(struct lmm_domain *d)
 {
 	*(volatile unsigned *)&ctx_impl(&d->init)->magic = 0;

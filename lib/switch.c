@@ -17,7 +17,7 @@
  *   NAME_lazy_enter(w, ctx, careful)   w goes lazy on ctx (never init)
  *   NAME_lazy_resume(w, ctx, careful)  the lazy hit: ctx is current again
  *
- * and three constants:
+ * and four constants:
  *
  *   LMM_NAME_LAZY_HOOKS         0: both hooks are empty, the lazy hit ends
  *                               at the store of current

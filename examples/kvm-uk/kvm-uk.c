@@ -313,7 +313,8 @@ static void switch_ctx(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ct
 	 * pending and would resume the task with its stale registers).
 	 */
 	if (flags & LMM_SWITCH_SIGNAL)
-		c->vcpu.run->immediate_exit = 1;
+		/* Relaxed: only this thread and its own handler touch it (guest_run's fence orders the rest). */
+		__atomic_store_n(&c->vcpu.run->immediate_exit, 1, __ATOMIC_RELAXED);
 	RELAXED_INC(c->cr3_loads); /* a counter */
 }
 
@@ -359,7 +360,13 @@ static uint32_t guest_run(struct cpu *c, uint64_t rip, unsigned port, bool *repo
 		if (exit < 0) { /* lazymm's signal (shootdown, rcu): it may have loaded init's CR3 */
 			c->intr_exits++;
 			/* Set by switch_ctx in the handler; cleared before the look below, so none is missed. */
-			c->vcpu.run->immediate_exit = 0;
+			__atomic_store_n(&c->vcpu.run->immediate_exit, 0, __ATOMIC_RELAXED);
+			/*
+			 * Pairs with switch_ctx in the handler on this thread: the clear
+			 * before the loaded_cr3 look. A handler that lands after the
+			 * clear sets it again, or changed loaded_cr3 before the look.
+			 */
+			atomic_signal_fence(memory_order_seq_cst);
 			/*
 			 * If it did, the guest may hold the old CR3 in a register
 			 * (the kernel task's rax between its read and its reload),

@@ -174,7 +174,11 @@ static void hand_over(struct conversion *cv, struct lmm_worker *w)
 			return;
 		}
 		if (cur) {
-			/* Occupied: is w still lazy on what we hold? (acquire: see above) */
+			/*
+			 * Occupied: is w still lazy on what we hold? Acquire: pairs
+			 * with the release stores of the lazy slot, as the comment
+			 * above says (litmus: hazard-steal, hazard-lazy-release).
+			 */
 			uintptr_t lazy = atomic_load_explicit(&w->hot.hazard.lazy, memory_order_acquire);
 			if (lazy != held) {
 				dispose(cv, held); /* w moved on: nobody needs ours */

@@ -142,14 +142,11 @@ static void drain_orphan(struct lmm_worker *w)
 
 /*
  * A time stamp, not a round number: grace periods span every rcu domain
- * of the process, and each domain nudges on its own clock. A round count
- * shared by the domains made each domain's grace period or nudge round
- * stale every earlier report, and a worker that reported every 0.1 ms was
- * nudged; one per domain would need a stamp per worker and domain. With the
- * time, a worker that reported within the nudging domain's delay is left
- * alone whoever nudges. A round runs at least nudge_ns after its grace
- * period began (wait_grace_period), so a report that recent came after the
- * beginning, as with the round number.
+ * of the process, and each domain nudges on its own clock, so a report is
+ * recent or not by time: a worker that reported within the nudging
+ * domain's delay is left alone whoever nudges. A round runs at least
+ * nudge_ns after its grace period began (wait_grace_period), so a report
+ * that recent came after the beginning.
  */
 static inline uintptr_t now_us(void)
 {
@@ -172,8 +169,10 @@ static inline void report_qs(struct lmm_worker *w)
 	atomic_store_explicit(&w->cold.rcu.reported, now_us(), memory_order_relaxed);
 }
 
-/* An online reader settles its lazy hold, then reports. In critical (or the signal hook). */
-/* Settle the lazy hold, then report: never the other way round (litmus: rcu-settle-qs). */
+/*
+ * An online reader settles its lazy hold, then reports: never the other way
+ * round (litmus: rcu-settle-qs). In critical (or the signal hook).
+ */
 static void settle_and_report(struct lmm_worker *w)
 {
 	if (!(rs_get(w) & RS_ONLINE))
@@ -217,7 +216,7 @@ void lmm__rcu_resume_slow(struct lmm_worker *w, struct lmm_ctx *ctx)
 {
 	critical_enter(w);
 	uintptr_t rs = rs_get(w);
-	if (unlikely(rs & RS_COUNTED)) {
+	if (rs & RS_COUNTED) { /* one of the two reasons we are here */
 		rs_set(w, rs & ~(uintptr_t)RS_COUNTED);
 		/* The task now current holds its own reference: never the last.
 		 * Relaxed, as in the refcount scheme's lazy hit. */
