@@ -549,6 +549,8 @@ struct lmm_inline_worker {
 	struct lmm_ctx *init;
 	/* The one test: the scheme (enum lmm_scheme) whose inline path w takes; 0: call lmm_switch. */
 	unsigned char kind;
+	/* The library's own flags: not for inline callers (spelled out so that 32-bit layouts agree too). */
+	unsigned char lib_flags[7];
 	union {
 		struct lmm_inline_hazard hazard;
 		struct lmm_inline_rcu rcu;

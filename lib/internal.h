@@ -175,6 +175,8 @@ LMM_INLINE_SAME(active, active);
 LMM_INLINE_SAME(current, current);
 LMM_INLINE_SAME(init, init);
 LMM_INLINE_SAME(inline_kind, kind);
+_Static_assert(offsetof(struct lmm_worker, idle) < offsetof(struct lmm_inline_worker, hot),
+	       "the worker's flags outgrew lmm_inline_worker.lib_flags");
 LMM_INLINE_SAME(stats.lazy_enters, lazy_enters);
 #ifdef LMM_HAVE_HAZARD
 LMM_INLINE_SAME(hot.hazard, hot.hazard);
