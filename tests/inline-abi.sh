@@ -8,7 +8,8 @@
 set -u
 prog=$1 sym=$2 lib=$3
 libdir=$(cd "$(dirname "$lib")" && pwd)
-out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$prog" 2>&1)
+# A cross build's program runs under meson's exe wrapper (qemu-user).
+out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${MESON_EXE_WRAPPER:-} "$prog" 2>&1)
 status=$?
 if [ $status = 0 ]; then
 	echo "inline-abi: $prog started and exited 0: $out"
