@@ -1,7 +1,8 @@
 #!/bin/sh
 # A program built with LMM_INLINE against an inline layout the library does
 # not have must not start: the loader stops it with "undefined symbol" naming
-# the layout's symbol (lazymm.h, LMM_INLINE_ABI).
+# the layout's symbol (lazymm.h, LMM_INLINE_ABI); musl's loader says
+# "symbol not found".
 # PROGRAM was linked against a stub of its layout under lazymm's soname;
 # LIBRARY, the real one, is found first here.
 # Usage: inline-abi.sh PROGRAM SYMBOL LIBRARY
@@ -16,7 +17,7 @@ if [ $status = 0 ]; then
 	exit 1
 fi
 case $out in
-*"undefined symbol: $sym"*)
+*"undefined symbol: $sym"* | *"$sym: symbol not found"*) # glibc's loader; musl's
 	echo "inline-abi: refused at load time (exit $status): $out"
 	exit 0 ;;
 esac
