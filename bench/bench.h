@@ -7,7 +7,7 @@
  *                   any implementation through struct impl_ops
  *   report.c        the results: tables, ratios, CSV, plots
  *   impl_lazymm.c   lazymm's schemes, through <lazymm.h> alone
- *   impl_floor.c    the floor: two thread-local stores through a call
+ *   impl_floor.c    the floor: a thread-local store through a call per operation
  *   impl_peer.c     the peers' generic switch, and atomic-refcount
  *   peer_*.c        the peers built on other libraries, one file per library
  *                   (liburcu's qsbr and memb flavours map the same names)
@@ -108,9 +108,9 @@ BENCH_CALL __attribute__((unused)) static void bench_switch_ctx(struct bctx *pre
 /* ------------------------------------------------------------------ */
 /* implementations */
 
-enum scenario_id { SC_ROUNDTRIP, SC_CROSS, SC_FINAL_DROP, SC_MEMORY, SC_PINGPONG, SC_NR };
+enum scenario_id { SC_ROUNDTRIP, SC_CROSS, SC_FINAL_DROP, SC_MEMORY, SC_PINGPONG, SC_IDLE_CYCLE, SC_NR };
 /* The timed scenarios' loops, in struct impl_ops. */
-enum loop_id { LOOP_ROUNDTRIP, LOOP_CROSS, LOOP_PINGPONG, LOOP_NR };
+enum loop_id { LOOP_ROUNDTRIP, LOOP_CROSS, LOOP_PINGPONG, LOOP_IDLE_CYCLE, LOOP_NR };
 
 enum kind { K_LMM, K_FLOOR, K_PEER };
 

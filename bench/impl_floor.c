@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * floor: the same loops with two thread-local stores through a call per
- * switch, and nothing else: what any implementation costs at least.
+ * switch, and one through a call per idle_enter and idle_exit, and nothing
+ * else: what any implementation costs at least.
  */
 #include "bench.h"
 
@@ -22,16 +23,26 @@ static inline void loop_switch(struct bthread *t, struct bctx *next)
 	floor_switch(next);
 }
 
+static __thread bool floor_idle;
+
+BENCH_CALL static void floor_idle_set(bool idle)
+{
+	floor_idle = idle;
+	__asm__ volatile("" ::: "memory");
+}
+
 static inline void loop_idle_enter(struct run *r, struct bthread *t)
 {
 	(void)r;
 	(void)t;
+	floor_idle_set(true);
 }
 
 static inline void loop_idle_exit(struct run *r, struct bthread *t)
 {
 	(void)r;
 	(void)t;
+	floor_idle_set(false);
 }
 
 #include "loops.h"

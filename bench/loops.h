@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The timed loops of lazy-roundtrip, cross-switch and pingpong, compiled
+ * The timed loops of lazy-roundtrip, cross-switch, pingpong and idle-cycle, compiled
  * into each implementation unit so that the unit's switch is inline in
  * them (or a direct call, as the unit chooses): the loop adds no call of
  * its own to what is measured. The unit defines, before including this,
@@ -84,7 +84,28 @@ static uint64_t loop_pingpong(struct timed *tm, struct bthread *t)
 	return n;
 }
 
+/*
+ * A worker with nothing else to run: it runs a task of A, goes lazy and
+ * brackets an idle poll, as pingpong's hand-off does without the stack
+ * switch: two switches and the two idle calls per cycle.
+ */
+static uint64_t loop_idle_cycle(struct timed *tm, struct bthread *t)
+{
+	uint64_t n = 0;
+	struct bctx *a = tm->a;
+	while (!stopped(tm)) {
+		for (int i = 0; i < BATCH; i++) {
+			loop_switch(t, a);
+			loop_switch(t, NULL);
+			loop_idle_enter(tm->r, t);
+			loop_idle_exit(tm->r, t);
+		}
+		n += BATCH;
+	}
+	return n;
+}
+
 #define LOOPS_OPS .loop = { [LOOP_ROUNDTRIP] = loop_roundtrip, [LOOP_CROSS] = loop_cross, \
-			    [LOOP_PINGPONG] = loop_pingpong }
+			    [LOOP_PINGPONG] = loop_pingpong, [LOOP_IDLE_CYCLE] = loop_idle_cycle }
 
 #endif /* LMM_BENCH_LOOPS_H */

@@ -24,14 +24,17 @@ const char *const scenario_names[SC_NR] = {
 	[SC_FINAL_DROP] = "final-drop",
 	[SC_MEMORY] = "memory",
 	[SC_PINGPONG] = "pingpong",
+	[SC_IDLE_CYCLE] = "idle-cycle",
 };
 
 const char *const scenario_help[SC_NR] = {
 	[SC_ROUNDTRIP] = "switch(A), switch(NULL) on one shared context; ns per round trip",
-	[SC_CROSS] = "A -> lazy -> B -> lazy -> A on two shared contexts; ns per context switch",
+	[SC_CROSS] = "A -> lazy -> B -> lazy -> A on two shared contexts; ns per context switch (floor: two calls)",
 	[SC_FINAL_DROP] = "last put + barrier while N workers sleep holding the context lazily",
 	[SC_MEMORY] = "bytes per context and per worker",
 	[SC_PINGPONG] = "green-thread pairs of one context hand a token through the idle path; switches/s",
+	[SC_IDLE_CYCLE] = ("switch(A), switch(NULL), idle_enter, idle_exit on one shared context; ns per cycle"
+			   " (floor: four calls; peers: their idle path as in pingpong)"),
 };
 
 bool scenario_selected[SC_NR];
@@ -144,7 +147,7 @@ static void thread_enter(struct run *r, struct bthread *t, unsigned index)
 }
 
 /* ------------------------------------------------------------------ */
-/* timed loops: lazy-roundtrip, cross-switch, pingpong */
+/* timed loops: lazy-roundtrip, cross-switch, pingpong, idle-cycle */
 
 struct timed_arg {
 	struct timed *tm;
@@ -160,8 +163,9 @@ static void *timed_worker(void *arg)
 	thread_enter(tm->r, &t, ta->index);
 	pthread_barrier_wait(&tm->start);
 
-	int loop = tm->scenario == SC_ROUNDTRIP ? LOOP_ROUNDTRIP : tm->scenario == SC_CROSS ? LOOP_CROSS
-											     : LOOP_PINGPONG;
+	static const int loops[SC_NR] = { [SC_ROUNDTRIP] = LOOP_ROUNDTRIP, [SC_CROSS] = LOOP_CROSS,
+					  [SC_PINGPONG] = LOOP_PINGPONG, [SC_IDLE_CYCLE] = LOOP_IDLE_CYCLE };
+	int loop = loops[tm->scenario];
 	uint64_t (*fn)(struct timed *, struct bthread *) = ops->loop[loop];
 	uint64_t c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
 	uint64_t n = fn(tm, &t);
@@ -511,8 +515,9 @@ void scenario_timed(int sc)
 			if (sc == SC_PINGPONG)
 				add_result(sc, &impls[m], counts[ci], "switches", "switch/s", med, mn, mx);
 			else
-				add_result(sc, &impls[m], counts[ci], sc == SC_ROUNDTRIP ? "roundtrip" : "switch",
-					   "ns", med, mn, mx);
+				add_result(sc, &impls[m], counts[ci],
+					   sc == SC_ROUNDTRIP ? "roundtrip" : sc == SC_CROSS ? "switch" : "cycle", "ns",
+					   med, mn, mx);
 		}
 	}
 	free(v);
