@@ -211,6 +211,11 @@ SCHEME_TEST_OPTS(inline, last_put_races_inline_round_trips, .timeout = 120)
 		r.a = h_ctx(r.d, false);
 		lmm_grab(&r.a->ctx); /* the service worker's count reference */
 		atomic_store(&r.round, round);
+		/*
+		 * A delay that varies by round, so the last put lands at every point
+		 * of the worker's round trip. The fence orders nothing: it only
+		 * keeps the compiler from deleting the empty loop.
+		 */
 		for (unsigned spin = round % 64; spin; spin--)
 			atomic_signal_fence(memory_order_seq_cst);
 		lmm_put(&r.a->ctx);
