@@ -143,6 +143,12 @@ struct lmm_worker {
 	atomic_int sig_pending;
 	/* Inside switch_ctx: the slow paths refuse to re-enter (owner only; no handler reads it). */
 	bool in_switch_ctx;
+	/*
+	 * path and inline_kind outside the idle bracket, fixed at online
+	 * (lmm__switch_path_set): the bracket stores bytes and never reads
+	 * the flags back (worker_idle_set).
+	 */
+	unsigned char run_path, run_inline_kind;
 	unsigned id;
 
 	/* --- cold: online/offline, identity --- */
@@ -185,6 +191,23 @@ LMM_INLINE_SAME(hot.hazard, hot.hazard);
 LMM_INLINE_SAME(hot.rcu, hot.rcu);
 #endif
 #undef LMM_INLINE_SAME
+
+/* lmm_switch's general copy (enum switch_path in switch.c): it checks the idle bracket. */
+#define LMM_PATH_GENERAL 0
+
+/*
+ * Enter (idle) or leave the idle bracket: the general copy while in it,
+ * the online paths after. Byte stores only: recomputing the path here
+ * would read the flag bytes back as one word right after a byte store to
+ * it, which no CPU forwards from its store buffer (a stall of a dozen
+ * cycles or more on x86-64, twice per idle cycle).
+ */
+static inline void worker_idle_set(struct lmm_worker *w, bool idle)
+{
+	w->idle = idle;
+	w->path = idle ? LMM_PATH_GENERAL : w->run_path;
+	w->inline_kind = idle ? 0 : w->run_inline_kind;
+}
 
 /*
  * A scheme. Hooks marked optional may be NULL. "ctx" is never the init

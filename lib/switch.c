@@ -302,7 +302,7 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
  * schemes, and a scheme that asks for none never has a path of its own.
  */
 enum switch_path {
-	PATH_GENERAL,
+	PATH_GENERAL = LMM_PATH_GENERAL,
 #define PATH_ENUM(name, NAME) LMM_##NAME##_IF_FAST_COPY(PATH_##NAME, )
 	LMM_SCHEME_LIST(PATH_ENUM)
 #undef PATH_ENUM
@@ -310,7 +310,7 @@ enum switch_path {
 
 static unsigned char switch_path(const struct lmm_worker *w)
 {
-	if (w->debug || w->membarrier_fence || w->idle)
+	if (w->debug || w->membarrier_fence)
 		return PATH_GENERAL;
 	switch (w->kind) {
 #define PATH_OF(name, NAME) LMM_##NAME##_IF_FAST_COPY(case LMM_SCHEME_##NAME: return PATH_##NAME;)
@@ -344,10 +344,12 @@ static unsigned char inline_kind(const struct lmm_worker *w, unsigned char path)
 	}
 }
 
+/* At online: the paths outside the idle bracket, and the bracket's state. */
 void lmm__switch_path_set(struct lmm_worker *w)
 {
-	w->path = switch_path(w);
-	w->inline_kind = inline_kind(w, w->path);
+	w->run_path = switch_path(w);
+	w->run_inline_kind = inline_kind(w, w->run_path);
+	worker_idle_set(w, w->idle);
 }
 
 /*

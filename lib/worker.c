@@ -215,8 +215,7 @@ void lmm_idle_enter(struct lmm_worker *w)
 	loop_call_check(w, "lmm_idle_enter");
 	if (w->idle)
 		lmm__die("lmm_idle_enter", "already idle (lmm_idle_enter twice without lmm_idle_exit)");
-	w->idle = true;
-	lmm__switch_path_set(w);
+	worker_idle_set(w, true);
 	if (w->scheme->idle_enter)
 		w->scheme->idle_enter(w);
 }
@@ -230,8 +229,7 @@ void lmm_idle_exit(struct lmm_worker *w)
 		lmm__die("lmm_idle_exit", "not idle (lmm_idle_exit without lmm_idle_enter)");
 	if (w->scheme->idle_exit)
 		w->scheme->idle_exit(w);
-	w->idle = false;
-	lmm__switch_path_set(w);
+	worker_idle_set(w, false);
 }
 
 void lmm_quiescent(struct lmm_worker *w)
