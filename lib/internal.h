@@ -488,10 +488,57 @@ static inline void mask_clear(struct ctx_impl *c, unsigned id)
 }
 
 /*
- * Call fn(w, arg) for every published worker whose bit is set in c's mask.
- * Returns the number of workers visited. The mask may only grow while the
- * caller holds a reference; after the count reached 0 it only shrinks.
+ * The walk of a context's worker mask, written once: every set bit in
+ * turn, with the worker published in that slot (NULL: none yet). The mask
+ * may only grow while the caller holds a reference; after the count
+ * reached 0 it only shrinks.
+ *
+ *	struct mask_walk m = mask_walk_start(c);
+ *	while (mask_walk_next(&m))
+ *		... m.id, m.w ...
  */
+struct mask_walk {
+	struct ctx_impl *c;
+	unsigned word;      /* the word bits came from */
+	unsigned long bits; /* its set bits not yet visited */
+	unsigned id;        /* the bit visited */
+	struct lmm_worker *w;
+};
+
+static inline unsigned long mask_walk_load(struct ctx_impl *c, unsigned word)
+{
+	/*
+	 * Acquire pairs with the release bit clear in shootdown's
+	 * sd_switched_away (litmus: sd-self-clear, sd-self-clear-filter). The
+	 * other walkers order the mask themselves (see mask_set; litmus:
+	 * sd-mask-visible, hazard-publish) and need only relaxed: no walk is
+	 * on a switch path, and the acquire is a plain load on x86-64.
+	 */
+	return atomic_load_explicit(&c->worker_mask[word], memory_order_acquire);
+}
+
+static inline struct mask_walk mask_walk_start(struct ctx_impl *c)
+{
+	return (struct mask_walk){ .c = c, .bits = mask_walk_load(c, 0) };
+}
+
+static inline bool mask_walk_next(struct mask_walk *m)
+{
+	struct lmm_domain *d = m->c->domain;
+
+	while (!m->bits) {
+		if (++m->word >= d->mask_words)
+			return false;
+		m->bits = mask_walk_load(m->c, m->word);
+	}
+	m->id = m->word * BITS_PER_LONG + (unsigned)__builtin_ctzl(m->bits);
+	m->bits &= m->bits - 1;
+	/* Acquire pairs with the release publication in lmm_worker_online (litmus: worker-publish). */
+	m->w = atomic_load_explicit(&d->workers[m->id], memory_order_acquire);
+	return true;
+}
+
+/* Call fn(w, arg) for every published worker whose bit is set in c's mask; returns how many. */
 LMM_HIDDEN unsigned lmm__mask_for_each(struct ctx_impl *c,
 				       void (*fn)(struct lmm_worker *w, void *arg), void *arg);
 /* Call fn(w, arg) for every published worker of d (online or not: slots are never freed). */

@@ -264,23 +264,13 @@ void lmm__for_each_worker(struct lmm_domain *d, void (*fn)(struct lmm_worker *w,
 /* Every published worker whose bit is set in c's mask. */
 unsigned lmm__mask_for_each(struct ctx_impl *c, void (*fn)(struct lmm_worker *w, void *arg), void *arg)
 {
-	struct lmm_domain *d = c->domain;
 	unsigned visited = 0;
+	struct mask_walk m = mask_walk_start(c);
 
-	for (unsigned i = 0; i < d->mask_words; i++) {
-		/* Relaxed: the caller orders the mask (see mask_set;
-		 * litmus: sd-mask-visible, hazard-publish). */
-		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_relaxed);
-		while (bits) {
-			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
-			bits &= bits - 1;
-			/* Acquire pairs with the release publication in lmm_worker_online
-			 * (litmus: worker-publish). */
-			struct lmm_worker *w = atomic_load_explicit(&d->workers[id], memory_order_acquire);
-			if (w) {
-				fn(w, arg);
-				visited++;
-			}
+	while (mask_walk_next(&m)) {
+		if (m.w) {
+			fn(m.w, arg);
+			visited++;
 		}
 	}
 	return visited;

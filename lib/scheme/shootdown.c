@@ -226,45 +226,38 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 	struct lmm_ctx *ctx = ctx_public(c);
 	unsigned holders = 0;
 
-	for (unsigned i = 0; i < d->mask_words; i++) {
-		/* Acquire pairs with the release bit clear in sd_switched_away
-		 * (litmus: sd-self-clear, sd-self-clear-filter). */
-		unsigned long bits = atomic_load_explicit(&c->worker_mask[i], memory_order_acquire);
-		while (bits) {
-			unsigned id = i * BITS_PER_LONG + (unsigned)__builtin_ctzl(bits);
-			bits &= bits - 1;
-			/* Acquire pairs with the release publication in lmm_worker_online
-			 * (litmus: worker-publish). */
-			struct lmm_worker *w = atomic_load_explicit(&d->workers[id], memory_order_acquire);
-			/*
-			 * Acquire pairs with the release store of active after
-			 * switch_ctx: a worker seen elsewhere is done with ctx.
-			 * No new install can race: the count is 0. The worker
-			 * cleared its own bit before storing active, so the
-			 * free of the mask comes after its last touch (litmus:
-			 * install-active, sd-mask-visible, sd-self-clear-filter).
-			 */
-			if (!w || atomic_load_explicit(&w->active, memory_order_acquire) != ctx) {
-				mask_clear(c, id);
-				if (mode == SWEEP_FILTER)
-					stat_add(d, ST_SIGNALS_AVOIDED_PUBLISHED, 1);
-				continue;
-			}
-			holders++;
-			if (mode == SWEEP_POLL || mode == SWEEP_FILTER)
-				continue;
-			unsigned long bit = 1ul << (id % BITS_PER_LONG);
-			if (signalled && (signalled[i] & bit)) {
-				stat_add(d, ST_SIGNALS_AVOIDED_BATCHED, 1);
-				continue;
-			}
-			if (signalled)
-				signalled[i] |= bit;
-			if (mode == SWEEP_RESEND)
-				resend(w);
-			else
-				request(w, SD_PATIENCE_FIRST_MS);
+	/* The mask words with acquire: the walk pairs with sd_switched_away's release clear. */
+	struct mask_walk m = mask_walk_start(c);
+	while (mask_walk_next(&m)) {
+		struct lmm_worker *w = m.w;
+		/*
+		 * Acquire pairs with the release store of active after
+		 * switch_ctx: a worker seen elsewhere is done with ctx.
+		 * No new install can race: the count is 0. The worker
+		 * cleared its own bit before storing active, so the
+		 * free of the mask comes after its last touch (litmus:
+		 * install-active, sd-mask-visible, sd-self-clear-filter).
+		 */
+		if (!w || atomic_load_explicit(&w->active, memory_order_acquire) != ctx) {
+			mask_clear(c, m.id);
+			if (mode == SWEEP_FILTER)
+				stat_add(d, ST_SIGNALS_AVOIDED_PUBLISHED, 1);
+			continue;
 		}
+		holders++;
+		if (mode == SWEEP_POLL || mode == SWEEP_FILTER)
+			continue;
+		unsigned long bit = 1ul << (m.id % BITS_PER_LONG);
+		if (signalled && (signalled[m.word] & bit)) {
+			stat_add(d, ST_SIGNALS_AVOIDED_BATCHED, 1);
+			continue;
+		}
+		if (signalled)
+			signalled[m.word] |= bit;
+		if (mode == SWEEP_RESEND)
+			resend(w);
+		else
+			request(w, SD_PATIENCE_FIRST_MS);
 	}
 	return holders;
 }
