@@ -294,8 +294,8 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
 
 /*
  * lmm_switch's copies of the body: one per scheme that asks for a fast copy
- * (LMM_NAME_IF_FAST_COPY), picked by w->path in lmm_switch's one switch
- * statement; each has its scheme's hooks inline and tests nothing at run
+ * (LMM_NAME_IF_FAST_COPY), picked by w->path through lmm_switch's one
+ * table (switch_copies); each has its scheme's hooks inline and tests nothing at run
  * time. The general copy tests LMM_F_DEBUG, the membarrier fallback and the
  * idle bracket. A worker whose scheme has no fast copy, or that needs one of
  * those tests, takes the general copy: a path is never shared between
@@ -408,23 +408,33 @@ static __attribute__((noinline, cold)) void switch_foreign(struct lmm_worker *w,
 	owner_check(w, "lmm_switch");
 }
 
+/*
+ * lmm_switch's copies of the body, one function each, reached through one
+ * table indexed by w->path: the same load and indirect jump for every
+ * scheme, so no scheme's copy is reached faster than another's by the
+ * order in which a compiler lays out the tests of a switch statement.
+ */
+#define FAST_COPY(name, NAME)                                                           \
+	LMM_##NAME##_IF_FAST_COPY(static void switch_copy_##name(struct lmm_worker *w,  \
+								 struct lmm_ctx *next) \
+				  { switch_body(w, next, LMM_SCHEME_##NAME, false); })
+LMM_SCHEME_LIST(FAST_COPY)
+#undef FAST_COPY
+
+static void (*const switch_copies[])(struct lmm_worker *w, struct lmm_ctx *next) = {
+	[PATH_GENERAL] = switch_general,
+#define COPY_OF(name, NAME) LMM_##NAME##_IF_FAST_COPY([PATH_##NAME] = switch_copy_##name, )
+	LMM_SCHEME_LIST(COPY_OF)
+#undef COPY_OF
+};
+
 void lmm_switch(struct lmm_worker *w, struct lmm_ctx *next)
 {
 	if (unlikely(lmm__self != w)) {
 		switch_foreign(w, next);
 		return;
 	}
-	switch (w->path) {
-#define FAST_COPY(name, NAME)                                           \
-	LMM_##NAME##_IF_FAST_COPY(case PATH_##NAME:                     \
-		switch_body(w, next, LMM_SCHEME_##NAME, false);         \
-		return;)
-		LMM_SCHEME_LIST(FAST_COPY)
-#undef FAST_COPY
-	default:
-		switch_general(w, next);
-		return;
-	}
+	switch_copies[w->path](w, next);
 }
 
 /* lmm_unlazy without the owner check; also used by offline and schemes. */

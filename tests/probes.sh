@@ -1,8 +1,8 @@
 #!/bin/sh
 # Every USDT probe documented in lazymm(7) and docs/probes.md is in the built
 # library, with the documented number of arguments, and nothing else is; no
-# probe sits in lmm_switch or switch_general (the fast path's copies, and any
-# copy the compiler cloned from them). That needs the library's symbol
+# probe sits in lmm_switch, switch_general or a scheme's switch_copy_NAME
+# (the fast path's copies, and any copy the compiler cloned from them). That needs the library's symbol
 # table: a stripped library fails, since the fast path cannot be checked.
 # A probe that docs/probes.md describes as one scheme's ("rcu: ...") is
 # left out of a library built without that scheme.
@@ -46,7 +46,8 @@ fi
 # The fast path: no probe site inside these functions (needs the symbol table).
 # "name value size" of each function named fn or a clone of it (fn.part.0).
 readelf -sW "$lib" | awk '$4 == "FUNC" && $3 > 0 {print $8, $2, $3}' | sed 's/@[^ ]*//' >"$tmp/funcs"
-for fn in lmm_switch switch_general; do
+copies=$(awk '{print $1}' "$tmp/funcs" | grep -E '^switch_copy_[a-z]+$' | sort -u | tr '\n' ' ')
+for fn in lmm_switch switch_general $copies; do
 	if ! grep -qE "^$fn(\.[a-z_.0-9]+)? " "$tmp/funcs"; then
 		echo "probes: no symbol $fn in $lib (stripped?): cannot check the fast path is probe-free"; status=1
 		continue
