@@ -51,8 +51,9 @@ void lmm__reclaim_kick(struct lmm_domain *d)
 	 * Acq_rel: pairs with the exchange in pass(). A kick that finds the
 	 * flag set posts nothing: the pass it is waiting for clears the flag
 	 * after our work was queued, so it sees that work (the queues under
-	 * r->lock, rcu's orphan slot through its own release/acquire pair).
-	 * Lock-free, so async-signal-safe, as sem_post is.
+	 * r->lock, rcu's orphan slot through its own release/acquire pair;
+	 * litmus: reclaim-kick). Lock-free, so async-signal-safe, as sem_post
+	 * is.
 	 */
 	if (!atomic_exchange_explicit(&r->kicked, true, memory_order_acq_rel))
 		sem_post(&r->wake);
@@ -87,7 +88,7 @@ static bool pass(struct lmm_domain *d, bool poll)
 {
 	struct lmm_reclaim *r = &d->reclaim;
 
-	/* Acq_rel: pairs with lmm__reclaim_kick's exchange (see there). */
+	/* Acq_rel: pairs with lmm__reclaim_kick's exchange (see there; litmus: reclaim-kick). */
 	atomic_exchange_explicit(&r->kicked, false, memory_order_acq_rel);
 	run_frees(d);
 	if (d->scheme->reclaim_pass) {
