@@ -149,13 +149,14 @@ struct lmm_ops {
 /*
  * Creates one library thread in the runtime's way (name, affinity,
  * scheduling policy, signal mask): cfg.thread_create. Returns 0 or an
- * errno value, as pthread_create. @name: "lmm-defer", "lmm-shootdown" or
- * "lmm-rcu". @user: cfg.thread_user. Runs on the caller's thread with no
- * lock of the library held: inside lmm_domain_create (lmm-defer, lmm-rcu;
- * a failure fails the call) and, under shootdown, inside the lmm_put or
- * lmm_drop whose final drop first hands a context to lmm-shootdown (a
- * failure there is not reported: that caller goes on signalling and
- * waiting for the holders itself, and the next hand-off tries again).
+ * errno value, as pthread_create. @name: "lmm-reclaim", the one library
+ * thread of a domain. @user: cfg.thread_user. Runs on the caller's thread
+ * with no lock of the library held: inside lmm_domain_create (with
+ * LMM_F_DEFER_FREE, and under rcu; a failure fails the call) or else,
+ * under shootdown, inside the lmm_put or lmm_drop whose final drop first
+ * hands a context to the reclaim thread (a failure there is not reported:
+ * that caller goes on signalling and waiting for the holders itself, and
+ * the next hand-off tries again).
  */
 typedef int (*lmm_thread_create_fn)(pthread_t *thread, void *(*start)(void *), void *arg,
 				    const char *name, void *user);
@@ -360,7 +361,7 @@ LMM_PUBLIC bool lmm_get_not_zero(struct lmm_ctx *ctx);
  * Hooks: teardown (the last put, on this thread); refcount, hazard: free;
  * shootdown: switch_ctx and free when the caller is a worker lazy on ctx;
  * rcu: switch_ctx (a counted hold of the caller's left), free later on the
- * lmm-rcu thread.
+ * lmm-reclaim thread.
  */
 LMM_PUBLIC void lmm_put(struct lmm_ctx *ctx);
 /* Count (mmgrab/mmdrop). The last drop frees once no worker has it installed. */

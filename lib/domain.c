@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Domains: creation, the scheme table, lmm_barrier, lmm_stats, deferred frees. */
+/* Domains: creation, the scheme table, the free path, lmm_barrier, lmm_poll, lmm_stats. */
 
 #include <signal.h>
 #include <stdarg.h>
@@ -74,66 +74,7 @@ void lmm__die(const char *call, const char *fmt, ...)
 	abort();
 }
 
-/* --- deferred frees (LMM_F_DEFER_FREE) --- */
-
-static void run_free(struct ctx_impl *c);
-
-/* Run the queued frees, with defer_lock held on entry and exit. */
-static void defer_run_locked(struct lmm_domain *d)
-{
-	while (d->defer_head) {
-		struct ctx_impl *c = d->defer_head;
-		d->defer_head = c->defer_next;
-		if (!d->defer_head)
-			d->defer_tail = &d->defer_head;
-		/* Free never runs under a lock of ours (the free may take the caller's locks). */
-		pthread_mutex_unlock(&d->defer_lock);
-		stat_add(d, ST_FREES_DEFERRED, 1);
-		LMM_PROBE(free_deferred, d, ctx_public(c));
-		run_free(c);
-		pthread_mutex_lock(&d->defer_lock);
-	}
-}
-
-static void *defer_main(void *arg)
-{
-	struct lmm_domain *d = arg;
-
-	pthread_mutex_lock(&d->defer_lock);
-	while (!d->defer_stop || d->defer_head) {
-		defer_run_locked(d);
-		if (!d->defer_stop)
-			pthread_cond_wait(&d->defer_cond, &d->defer_lock);
-	}
-	pthread_mutex_unlock(&d->defer_lock);
-	return NULL;
-}
-
-int lmm__thread_start(struct lmm_domain *d, pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
-{
-	if (d->cfg.thread_create)
-		return -d->cfg.thread_create(t, fn, arg, name, d->cfg.thread_user);
-	int ret = pthread_create(t, NULL, fn, arg);
-	if (!ret)
-		lmm_plat_thread_setname(*t, name);
-	return -ret;
-}
-
-/*
- * LMM_F_NO_THREADS: the runtime's thread does the library threads' work.
- * True if some is left (the scheme's, or frees its pass queued).
- */
-static bool poll_pass(struct lmm_domain *d)
-{
-	pthread_mutex_lock(&d->defer_lock);
-	defer_run_locked(d);
-	pthread_mutex_unlock(&d->defer_lock);
-	bool left = d->scheme->poll && d->scheme->poll(d);
-	pthread_mutex_lock(&d->defer_lock);
-	left = left || d->defer_head;
-	pthread_mutex_unlock(&d->defer_lock);
-	return left;
-}
+/* --- LMM_F_NO_THREADS --- */
 
 int lmm_poll(struct lmm_domain *d)
 {
@@ -142,31 +83,9 @@ int lmm_poll(struct lmm_domain *d)
 	if (lmm__freeing)
 		return -EDEADLK;
 	int cancel = cancel_off();
-	bool left = poll_pass(d);
+	bool left = lmm__reclaim_poll(d); /* the reclaim thread's pass, on the caller's thread */
 	cancel_restore(cancel);
 	return left ? -EAGAIN : 0;
-}
-
-static void defer_free(struct lmm_domain *d, struct ctx_impl *c)
-{
-	c->defer_next = NULL;
-	pthread_mutex_lock(&d->defer_lock);
-	*d->defer_tail = c;
-	d->defer_tail = &c->defer_next;
-	pthread_cond_signal(&d->defer_cond);
-	pthread_mutex_unlock(&d->defer_lock);
-}
-
-/* Stop the deferred-free thread, if any, once its queue is empty. */
-static void defer_stop(struct lmm_domain *d)
-{
-	if (!d->defer_started)
-		return;
-	pthread_mutex_lock(&d->defer_lock);
-	d->defer_stop = true;
-	pthread_cond_signal(&d->defer_cond);
-	pthread_mutex_unlock(&d->defer_lock);
-	pthread_join(d->defer_thread, NULL);
 }
 
 /* --- the free path --- */
@@ -207,7 +126,7 @@ static void debug_check_free(struct lmm_domain *d, struct ctx_impl *c)
 	lmm__for_each_worker(d, debug_check_worker, &s);
 }
 
-static void run_free(struct ctx_impl *c)
+void lmm__run_free(struct ctx_impl *c)
 {
 	struct lmm_domain *d = c->domain;
 	struct freeing self = { .domain = d, .free_epoch = c->free_epoch, .parent = lmm__freeing };
@@ -237,9 +156,9 @@ void lmm__ctx_release(struct lmm_ctx *ctx)
 	if (d->cfg.flags & LMM_F_DEBUG)
 		debug_check_free(d, c);
 	if (d->cfg.flags & LMM_F_DEFER_FREE)
-		defer_free(d, c);
+		lmm__reclaim_free(d, c);
 	else
-		run_free(c);
+		lmm__run_free(c);
 }
 
 /*
@@ -297,9 +216,9 @@ static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long lo
 		if (lmm_plat_now_ns() > deadline)
 			return -ETIMEDOUT;
 		if (d->cfg.flags & LMM_F_NO_THREADS)
-			poll_pass(d); /* no thread does it: we do (frees may run here) */
-		else if (d->scheme->barrier_kick)
-			d->scheme->barrier_kick(d);
+			lmm__reclaim_poll(d); /* no thread does it: we do (frees may run here) */
+		else
+			lmm__reclaim_kick(d);
 		backoff_nap(&backoff);
 	}
 	return 0;
@@ -313,8 +232,7 @@ int lmm_barrier(struct lmm_domain *d)
 		return -EDEADLK;
 
 	int cancel = cancel_off();
-	if (d->scheme->barrier_kick)
-		d->scheme->barrier_kick(d);
+	lmm__reclaim_kick(d);
 	if (d->scheme->barrier_wait)
 		d->scheme->barrier_wait(d, true);
 
@@ -481,7 +399,6 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	d->barrier_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 10000;
 	d->rcu_nudge_ms = (unsigned)nudge_ms;
 	d->rcu_backlog_max = backlog_max;
-	d->defer_tail = &d->defer_head;
 
 	d->workers = lmm__calloc(d->max_workers, sizeof(*d->workers));
 	if (!d->workers) {
@@ -503,42 +420,44 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 		goto err_workers;
 	if (pthread_mutex_init(&d->barrier_lock, NULL))
 		goto err_lock;
-	if (pthread_mutex_init(&d->defer_lock, NULL))
+	ret = lmm__reclaim_init(d);
+	if (ret)
 		goto err_barrier;
-	if (pthread_cond_init(&d->defer_cond, NULL))
-		goto err_defer_lock;
-	if ((cfg->flags & LMM_F_DEFER_FREE) && !(cfg->flags & LMM_F_NO_THREADS)) {
-		ret = lmm__thread_start(d, &d->defer_thread, defer_main, d, "lmm-defer");
-		if (ret)
-			goto err_cond;
-		d->defer_started = true;
-	}
 	/* Without membarrier(2), lmm_membarrier signals workers of any scheme. */
 	bool need_signal = lmm__domain_signals(d);
 	if (need_signal) {
 		ret = lmm__signal_install(d);
 		if (ret)
-			goto err_thread;
+			goto err_reclaim;
 	}
 	if (scheme->domain_init) {
 		ret = scheme->domain_init(d);
 		if (ret)
 			goto err_signal;
 	}
+	/*
+	 * The reclaim thread, if some user needs it from the start. Last, after
+	 * domain_init: rcu counts as used (its fork rule) before the thread
+	 * exists, and no error path is left that would join it.
+	 */
+	if (!(cfg->flags & LMM_F_NO_THREADS) && ((cfg->flags & LMM_F_DEFER_FREE) || scheme->reclaim_at_create)) {
+		ret = lmm__reclaim_start(d);
+		if (ret)
+			goto err_scheme;
+	}
 	*out = d;
 	return 0;
 
+err_scheme:
+	cancel = cancel_off(); /* no lazymm call is a cancellation point (cancel_off) */
+	if (scheme->domain_fini)
+		scheme->domain_fini(d);
+	cancel_restore(cancel);
 err_signal:
 	if (need_signal)
 		lmm__signal_uninstall(d);
-err_thread:
-	cancel = cancel_off(); /* the join is a cancellation point */
-	defer_stop(d);
-	cancel_restore(cancel);
-err_cond:
-	pthread_cond_destroy(&d->defer_cond);
-err_defer_lock:
-	pthread_mutex_destroy(&d->defer_lock);
+err_reclaim:
+	lmm__reclaim_fini(d); /* no thread to join: it was never started */
 err_barrier:
 	pthread_mutex_destroy(&d->barrier_lock);
 err_lock:
@@ -567,12 +486,12 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	if (busy || freeing)
 		return -EBUSY;
 
-	int cancel = cancel_off(); /* the joins below are cancellation points */
+	int cancel = cancel_off(); /* the join below is a cancellation point */
+	lmm__reclaim_fini(d); /* first: its passes use the scheme's state */
 	if (d->scheme->domain_fini)
 		d->scheme->domain_fini(d);
 	if (lmm__domain_signals(d))
 		lmm__signal_uninstall(d);
-	defer_stop(d);
 	cancel_restore(cancel);
 	init_magic_clear(d);
 	for (unsigned i = 0; i < d->max_workers; i++) {
@@ -582,8 +501,6 @@ int lmm_domain_destroy(struct lmm_domain *d)
 			free(w);
 		}
 	}
-	pthread_cond_destroy(&d->defer_cond);
-	pthread_mutex_destroy(&d->defer_lock);
 	pthread_mutex_destroy(&d->barrier_lock);
 	pthread_mutex_destroy(&d->lock);
 	free(d->workers);

@@ -27,6 +27,7 @@
 #include "probes.h"
 
 #define LMM_HIDDEN __attribute__((visibility("hidden")))
+#include "reclaim.h"
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -57,8 +58,12 @@ struct ctx_impl {
 	unsigned magic;
 	bool is_init;
 	unsigned char free_epoch; /* lmm_barrier bucket, set once the count reached 0 */
-	/* Link for the deferred-free queue (the context is dying: nobody else links it). */
-	struct ctx_impl *defer_next;
+	/*
+	 * The reclaim engine's queue link (reclaim.h): the context is dying and
+	 * on one queue at most, the scheme's then the deferred frees'; under the
+	 * engine's lock while queued, else the one thread's that took it.
+	 */
+	struct ctx_impl *reclaim_next;
 	/* The scheme's state (scheme/NAME_state.h), from the count's reaching 0 on. */
 	union {
 #define LMM_CTX_MEMBER(name, NAME) LMM_##NAME##_CTX
@@ -242,8 +247,6 @@ struct lmm_scheme_ops {
 	void (*users_zero)(struct lmm_ctx *ctx);
 	/* Count reached 0: call lmm__ctx_release(ctx) once no worker can have it installed. */
 	void (*count_zero)(struct lmm_ctx *ctx);
-	/* Optional: push deferred frees along; lmm_barrier then waits for them. */
-	void (*barrier_kick)(struct lmm_domain *d);
 	/* Optional: the calling thread (maybe a worker) is about to block in lmm_barrier / is done. */
 	void (*barrier_wait)(struct lmm_domain *d, bool begin);
 	void (*idle_enter)(struct lmm_worker *w); /* optional */
@@ -251,8 +254,18 @@ struct lmm_scheme_ops {
 	/* The domain's signal landed on w, outside any switch (maybe in the handler). */
 	void (*signal)(struct lmm_worker *w);
 	void (*stats)(struct lmm_domain *d, struct lmm_stats *out); /* optional: gauges */
-	/* Optional, LMM_F_NO_THREADS: lmm_poll's pass over the scheme's work; true if some is left. */
-	bool (*poll)(struct lmm_domain *d);
+	/*
+	 * Optional: the scheme's work on the reclaim engine (reclaim.h), on its
+	 * thread, or with LMM_F_NO_THREADS in lmm_poll and lmm_barrier (@poll:
+	 * one look, no waiting). @batch: the contexts lmm__reclaim_queue took
+	 * since the last pass, oldest first, linked by reclaim_next (maybe
+	 * NULL: a kick). Release those whose time came (lmm__ctx_release) and
+	 * return the others, still linked: the engine queues them again and
+	 * passes again after a pause, or at the next kick. No lock held.
+	 */
+	struct ctx_impl *(*reclaim_pass)(struct lmm_domain *d, struct ctx_impl *batch, bool poll);
+	/* The engine's thread from lmm_domain_create on (after domain_init), not at the first queue. */
+	bool reclaim_at_create;
 	/* Optional: lmm_quiescent on w's thread. */
 	void (*quiescent)(struct lmm_worker *w);
 	/* Optional, process-wide: pthread_atfork's three phases (enum lmm_fork_phase). */
@@ -321,22 +334,16 @@ struct lmm_domain {
 	atomic_long free_inflight[2];
 	pthread_mutex_t barrier_lock;
 
-	/* LMM_F_DEFER_FREE: a FIFO drained by one library thread. */
-	pthread_mutex_t defer_lock;
-	pthread_cond_t defer_cond;
-	struct ctx_impl *defer_head, **defer_tail;
-	bool defer_stop;
-	bool defer_started;
-	pthread_t defer_thread;
+	/* The reclaim engine: the deferred frees and the scheme's queue, its one thread. */
+	struct lmm_reclaim reclaim;
 
 	_Alignas(64) atomic_uint_least64_t stat[ST_NR];
 };
 
 /* core services for the schemes */
 LMM_HIDDEN void lmm__ctx_release(struct lmm_ctx *ctx);
-/* Start a library thread @name through cfg.thread_create; 0 or a negative errno. */
-LMM_HIDDEN int lmm__thread_start(struct lmm_domain *d, pthread_t *t, void *(*fn)(void *), void *arg,
-				 const char *name);
+/* The free itself, on the calling thread (the engine runs the deferred ones). */
+LMM_HIDDEN void lmm__run_free(struct ctx_impl *c);
 LMM_HIDDEN void lmm__count_zero(struct ctx_impl *c);
 LMM_HIDDEN void lmm__unlazy(struct lmm_worker *w);
 LMM_HIDDEN int lmm__stats(struct lmm_domain *d, struct lmm_stats *out);
@@ -434,11 +441,17 @@ struct backoff {
 };
 #define BACKOFF_INIT { .nap = 1000 }
 
+/* Double the nap, up to @max ns. */
+static inline void backoff_grow(struct backoff *b, unsigned long long max)
+{
+	if (b->nap < max)
+		b->nap = b->nap * 2 < max ? b->nap * 2 : max;
+}
+
 static inline void backoff_nap(struct backoff *b)
 {
 	lmm_plat_sleep_ns(b->nap);
-	if (b->nap < 1000000)
-		b->nap *= 2;
+	backoff_grow(b, 1000000);
 }
 
 /*

@@ -405,17 +405,15 @@ SCHEME_TEST(edges, cancel_in_membarrier_fallback)
 
 #ifdef LMM_HAVE_RCU
 /*
- * lmm_domain_create's error path joins the threads it started (here the
- * defer thread, when the rcu reclaim thread cannot be created). A cancel
- * pending by then must not act inside the call: it would leave the domain
- * half built and leaked.
+ * lmm_domain_create's error path, when the reclaim thread cannot be created
+ * (rcu needs it from the start), undoes the scheme's init and the signal.
+ * A cancel pending by then must not act inside the call (no lazymm call is
+ * a cancellation point): it would leave the domain half built and leaked.
  */
-static int create_defer_then_fail(pthread_t *t, void *(*start)(void *), void *arg, const char *name,
-				  void *user)
+static int create_cancel_then_fail(pthread_t *t, void *(*start)(void *), void *arg, const char *name,
+				   void *user)
 {
-	(void)user;
-	if (strcmp(name, "lmm-defer") == 0)
-		return pthread_create(t, NULL, start, arg);
+	(void)t, (void)start, (void)arg, (void)name, (void)user;
 	pthread_cancel(pthread_self()); /* pending: acts at the next cancellation point */
 	return EAGAIN;
 }
@@ -425,7 +423,7 @@ static int create_defer_then_fail(pthread_t *t, void *(*start)(void *), void *ar
 static __attribute__((noinline)) int create_failing(void)
 {
 	struct lmm_config cfg = { .scheme = LMM_SCHEME_RCU, .ops = &harness_ops, .flags = LMM_F_DEFER_FREE,
-				  .thread_create = create_defer_then_fail };
+				  .thread_create = create_cancel_then_fail };
 	struct lmm_domain *d = NULL;
 	return lmm_domain_create(&cfg, &d);
 }
@@ -683,8 +681,9 @@ Test(edges, fork_while_creating_domains, .timeout = 120)
 
 #ifdef LMM_HAVE_RCU
 /*
- * The same for rcu, whose reclaim thread registers with liburcu-qsbr as soon
- * as it starts: a child forked once that thread exists must be refused rcu
+ * The same for rcu, whose reclaim thread registers with liburcu-qsbr (and
+ * starts liburcu's call_rcu thread) from its first grace period on: a child
+ * forked once that thread exists must be refused rcu
  * domains (-ENOTRECOVERABLE; liburcu's registry may have been copied locked,
  * or listing a reader the child does not have), never left to hang. Each
  * round runs in a fresh child (a process that never had an rcu domain), which

@@ -576,7 +576,7 @@ static void *failed_domain;
 static int create_fails(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
 {
 	(void)t, (void)start, (void)name, (void)user;
-	failed_domain = arg; /* the defer thread's argument: the domain being built */
+	failed_domain = arg; /* the reclaim thread's argument: the domain being built */
 	return EAGAIN;
 }
 

@@ -196,19 +196,14 @@ SCHEME_TEST(runtime, threads_through_the_hook)
 	struct tctx *a = h_ctx(d, true);
 	struct lazy_holder h = { .d = d, .a = &a->ctx };
 	holder_start(&h);
-	lmm_put(&a->ctx); /* shootdown: the hand-off starts its reclaim thread */
+	lmm_put(&a->ctx); /* shootdown: handed over to the reclaim thread */
 	atomic_store(&h.step, 1);
 	atomic_store(&h.step, 2);
 	cr_assert_eq(pthread_join(h.th, NULL), 0);
 	cr_assert_eq(lmm_barrier(d), 0);
 	int calls = atomic_load(&hook_calls);
-	cr_assert_geq(calls, 1, "the defer thread");
-	bool defer = false;
-	for (int i = 0; i < calls && i < 4; i++) {
-		cr_assert_eq(strncmp(hook_names[i], "lmm-", 4), 0, "thread name %s", hook_names[i]);
-		defer = defer || strcmp(hook_names[i], "lmm-defer") == 0;
-	}
-	cr_assert(defer);
+	cr_assert_eq(calls, 1, "the reclaim thread, started by lmm_domain_create (LMM_F_DEFER_FREE)");
+	cr_assert_str_eq(hook_names[0], "lmm-reclaim");
 	cr_assert_eq(library_threads(), 0, "the hook named them its own way");
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 
@@ -219,11 +214,91 @@ SCHEME_TEST(runtime, threads_through_the_hook)
 }
 
 /*
- * shootdown starts its reclaim thread at the first hand-off, inside
- * lmm_put: the hook runs there with no lock of the library's held. The
- * hook waits for the runtime's own lock, held by a runtime thread that
- * calls lmm_barrier meanwhile (which takes the shootdown's lock): with
- * the library's lock held across the hook, the two would deadlock.
+ * One library thread per domain whatever needs one (lazymm(7), "Threads,
+ * system calls and signals"): with LMM_F_DEFER_FREE, the deferred frees,
+ * shootdown's hand-offs and rcu's grace periods all run on lmm-reclaim.
+ * A holder that blocks the signal makes shootdown hand its context over;
+ * the other context nobody holds is a plain deferred free.
+ */
+static atomic_int one_calls;
+static char one_names[4][16];
+
+static int counting_thread_create(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)user;
+	int i = atomic_fetch_add(&one_calls, 1);
+	if (i < 4)
+		snprintf(one_names[i], sizeof(one_names[i]), "%s", name);
+	return pthread_create(t, NULL, start, arg);
+}
+
+/* Threads named lmm-* but not lmm-reclaim (liburcu's call_rcu thread inherits its creator's name). */
+static int other_library_threads(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	cr_assert_not_null(dir);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], name[32] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f) {
+			if (!fgets(name, sizeof(name), f))
+				name[0] = 0;
+			fclose(f);
+		}
+		name[strcspn(name, "\n")] = 0;
+		n += strncmp(name, "lmm-", 4) == 0 && strcmp(name, "lmm-reclaim") != 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+static void one_thread_round(struct lmm_config *cfg)
+{
+	struct lmm_domain *d = NULL;
+	cr_assert_eq(create(cfg, &d), 0);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
+	struct lazy_holder h = { .d = d, .a = &a->ctx };
+	holder_start(&h);
+	lmm_put(&b->ctx); /* nobody holds it: a deferred free */
+	lmm_put(&a->ctx); /* shootdown: the holder blocks the signal, handed over; rcu: a grace period */
+	atomic_store(&h.step, 1);
+	atomic_store(&h.step, 2);
+	cr_assert_eq(pthread_join(h.th, NULL), 0);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	cr_assert_eq(atomic_load(&b->frees), 1);
+	cr_assert_eq(other_library_threads(), 0, "a library thread not named lmm-reclaim");
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+	free(b);
+}
+
+SCHEME_TEST(runtime, one_library_thread)
+{
+	struct lmm_config cfg = { .scheme = scheme, .flags = LMM_F_DEFER_FREE, .timeout_ms = 5000,
+				  .thread_create = counting_thread_create };
+	atomic_store(&one_calls, 0);
+	one_thread_round(&cfg);
+	int calls = atomic_load(&one_calls);
+	cr_assert_eq(calls, 1, "%d library threads (the first %s, the second %s)", calls, one_names[0],
+		     calls > 1 ? one_names[1] : "-");
+	cr_assert_str_eq(one_names[0], "lmm-reclaim");
+	cfg.thread_create = NULL;
+	one_thread_round(&cfg);
+}
+
+/*
+ * Without LMM_F_DEFER_FREE, shootdown's reclaim thread starts at the first
+ * hand-off, inside lmm_put: the hook runs there with no lock of the
+ * library's held. The hook waits for the runtime's own lock, held by a
+ * runtime thread that calls lmm_stats_get and lmm_barrier meanwhile (the
+ * domain's locks, a kick of the reclaim engine): with a library lock held
+ * across the hook, the two would deadlock.
  */
 static pthread_mutex_t app_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool app_hook_entered;
@@ -231,7 +306,7 @@ static atomic_bool app_hook_entered;
 static int locking_thread_create(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
 {
 	(void)user;
-	if (strcmp(name, "lmm-shootdown") == 0) {
+	if (strcmp(name, "lmm-reclaim") == 0) {
 		atomic_store(&app_hook_entered, true);
 		pthread_mutex_lock(&app_lock); /* the runtime's thread registry, say */
 		pthread_mutex_unlock(&app_lock);
@@ -252,6 +327,8 @@ static void *app_main(void *arg)
 	atomic_store(&a->locked, true);
 	while (!atomic_load(&app_hook_entered))
 		nap_us(100);
+	struct lmm_stats st;
+	lmm_stats_get(a->d, &st, sizeof(st));
 	lmm_barrier(a->d); /* -ETIMEDOUT: the context handed off is due, its thread not yet started */
 	pthread_mutex_unlock(&app_lock);
 	atomic_store(&a->done, true);
@@ -273,8 +350,8 @@ static void *dropper_main(void *arg)
 Test(runtime, thread_create_runs_without_library_locks_shootdown, .timeout = 60)
 {
 	struct lmm_domain *d = NULL;
-	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .flags = LMM_F_DEFER_FREE,
-				  .timeout_ms = 300, .thread_create = locking_thread_create };
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .timeout_ms = 300,
+				  .thread_create = locking_thread_create };
 	cr_assert_eq(create(&cfg, &d), 0);
 	struct tctx *a = h_ctx(d, false);
 	struct lazy_holder h = { .d = d, .a = &a->ctx };

@@ -4,7 +4,8 @@
  * (liburcu, QSBR flavour; docs/rcu.md has the measurements behind the
  * choice). Going lazy and coming back cost nothing shared: no reference, no
  * fence. When a context's count reaches 0 it is queued on the domain's
- * reclaim thread, which frees whole batches after one grace period.
+ * reclaim engine (lib/reclaim.h), whose thread frees whole batches after one
+ * grace period (rcu_reclaim_pass).
  *
  * The rule every quiescent-state report obeys: at the moment of the report
  * the worker holds no *uncounted* lazy hold. A worker that runs a task holds
@@ -27,7 +28,6 @@
  * every rcu domain: the flags and the nudges go to all of them.
  */
 #include <stdlib.h>
-#include <semaphore.h>
 #include <time.h>
 #include <urcu/urcu-qsbr.h>
 
@@ -51,12 +51,8 @@ struct rcu_domain {
 	unsigned long long nudge_ns;
 	unsigned long backlog_limit;
 
-	pthread_mutex_t lock;
-	sem_t wake;              /* the reclaim thread: work queued, an orphan, or stop (sem_post is async-signal-safe) */
+	pthread_mutex_t lock;    /* backpressure's: the reclaim pass broadcasts progress under it */
 	pthread_cond_t progress; /* droppers held back by backpressure */
-	struct ctx_impl *head, *tail; /* linked through scheme.rcu.next */
-	bool stop;
-	pthread_t thread;
 
 	atomic_ulong backlog; /* queued + in the running grace period */
 	atomic_ulong backlog_max;
@@ -67,21 +63,18 @@ static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rcu_domain *all_domains;
 static unsigned gp_waiting; /* grace periods in progress, under all_lock */
 
+/* The reclaim engine's thread of an rcu domain (set by its first pass): it never waits for itself. */
 static __thread bool is_reclaimer;
 /* rcu_signal runs (maybe in the handler): drops become leave_torn's atomic decrement. */
 static __thread bool in_signal;
 /*
  * rcu_used: this process may have touched liburcu-qsbr (set, under all_lock,
- * before an rcu domain's reclaim thread is started; never cleared).
+ * by rcu_domain_init, before lmm_domain_create starts the domain's reclaim
+ * thread; never cleared).
  * forked_after_rcu: a child of such a process, whose liburcu-qsbr registry
  * lists ghosts or was copied locked (fork).
  */
 static bool rcu_used, forked_after_rcu;
-
-static inline struct ctx_impl *queue_next(struct ctx_impl *c)
-{
-	return c->scheme.rcu.next;
-}
 
 /* Own state: relaxed loads and stores, ordered against the handler by critical. */
 static inline uintptr_t rs_get(struct lmm_worker *w)
@@ -244,8 +237,8 @@ static void leave_torn(struct lmm_worker *w, struct lmm_ctx *ctx)
 		return;
 	/* Release: pairs with drain_orphan's acquire exchange (litmus: rcu-orphan). */
 	atomic_store_explicit(&w->cold.rcu.orphan, ctx, memory_order_release);
-	struct rcu_domain *rd = w->domain->scheme_state.rcu;
-	sem_post(&rd->wake); /* the reclaim thread drains it (drain_orphans) */
+	/* The reclaim pass drains it (drain_orphans); the kick is async-signal-safe. */
+	lmm__reclaim_kick(w->domain);
 }
 
 static void rcu_lazy_release(struct lmm_worker *w, struct lmm_ctx *ctx)
@@ -421,7 +414,7 @@ static void nudge_all(struct rcu_domain *rd)
 	LMM_PROBE(rcu_nudge, rd->d, (unsigned long)n.sent);
 }
 
-/* --- the reclaim thread --- */
+/* --- the reclaim pass --- */
 
 /* One grace period in flight: its call_rcu callback wakes the waiter. */
 struct gp_waiter {
@@ -452,8 +445,8 @@ static void gp_ended(struct rcu_head *head)
 
 /*
  * Wait for one grace period, nudging every nudge_ns while it lasts. Runs on
- * the reclaim thread, or on the thread running a free (nested releases); never
- * on a worker, so waiting cannot stall the grace period itself.
+ * the reclaim thread, never on a worker, so waiting cannot stall the grace
+ * period itself.
  */
 static void wait_grace_period(struct rcu_domain *rd)
 {
@@ -466,19 +459,17 @@ static void wait_grace_period(struct rcu_domain *rd)
 
 	LMM_PROBE(grace_period_begin, rd->d);
 	want_qs(true);
-	/* call_rcu wants a registered, online caller: the reclaim thread is
-	 * online only here; a defer thread registers for the call alone. */
-	if (is_reclaimer)
-		urcu_qsbr_thread_online();
-	else
-		urcu_qsbr_register_thread();
+	/*
+	 * call_rcu wants a registered, online caller: the reclaim thread is
+	 * one for the call alone (the engine's thread is the core's, which
+	 * knows nothing of liburcu: registered only here, it never exits
+	 * registered).
+	 */
+	urcu_qsbr_register_thread();
 	/* Release: pairs with gp_ended's acquire (see armed; litmus: rcu-armed). */
 	atomic_store_explicit(&g.armed, true, memory_order_release);
 	urcu_qsbr_call_rcu(&g.head, gp_ended);
-	if (is_reclaimer)
-		urcu_qsbr_thread_offline();
-	else
-		urcu_qsbr_unregister_thread();
+	urcu_qsbr_unregister_thread();
 
 	bool stalled = false;
 	pthread_mutex_lock(&g.lock);
@@ -518,53 +509,40 @@ static void drain_orphans(struct rcu_domain *rd)
 	lmm__for_each_worker(rd->d, drain_orphan_of, NULL);
 }
 
-static void *reclaim_main(void *arg)
+/*
+ * The reclaim engine's pass, on its thread (rcu has no LMM_F_NO_THREADS):
+ * the orphans the handlers left, then everything queued so far shares the
+ * next grace period, after which the batch is released (freed, or queued
+ * as deferred frees) without any lock of ours.
+ */
+static struct ctx_impl *rcu_reclaim_pass(struct lmm_domain *d, struct ctx_impl *batch, bool poll)
 {
-	struct rcu_domain *rd = arg;
+	struct rcu_domain *rd = d->scheme_state.rcu;
 
+	(void)poll;
 	is_reclaimer = true;
-	urcu_qsbr_register_thread();
-	urcu_qsbr_thread_offline();
+	drain_orphans(rd);
+	if (!batch)
+		return NULL;
+	wait_grace_period(rd);
+	unsigned long n = 0;
+	for (struct ctx_impl *c = batch; c; c = c->reclaim_next)
+		n++;
+	/* Relaxed: a gauge; the lock below orders it for backpressure. */
+	atomic_fetch_sub_explicit(&rd->backlog, n, memory_order_relaxed);
 	pthread_mutex_lock(&rd->lock);
-	for (;;) {
-		while (!rd->head && !rd->stop) {
-			pthread_mutex_unlock(&rd->lock);
-			while (sem_wait(&rd->wake) != 0)
-				; /* EINTR */
-			drain_orphans(rd);
-			pthread_mutex_lock(&rd->lock);
-		}
-		if (!rd->head)
-			break;
-		/* Everything queued so far shares the next grace period. */
-		struct ctx_impl *batch = rd->head;
-		rd->head = rd->tail = NULL;
-		pthread_mutex_unlock(&rd->lock);
-
-		wait_grace_period(rd);
-		unsigned long n = 0;
-		for (struct ctx_impl *c = batch; c; c = queue_next(c))
-			n++;
-		/* Relaxed: a gauge; the lock below orders it for backpressure. */
-		atomic_fetch_sub_explicit(&rd->backlog, n, memory_order_relaxed);
-		pthread_mutex_lock(&rd->lock);
-		pthread_cond_broadcast(&rd->progress);
-		pthread_mutex_unlock(&rd->lock);
-		/* Free (or hand to the defer thread) without any lock of ours. */
-		for (struct ctx_impl *c = batch, *next; c; c = next) {
-			next = queue_next(c);
-			lmm__ctx_release(ctx_public(c));
-		}
-		pthread_mutex_lock(&rd->lock);
-	}
+	pthread_cond_broadcast(&rd->progress);
 	pthread_mutex_unlock(&rd->lock);
-	urcu_qsbr_unregister_thread();
+	for (struct ctx_impl *c = batch, *next; c; c = next) {
+		next = c->reclaim_next;
+		lmm__ctx_release(ctx_public(c));
+	}
 	return NULL;
 }
 
 /* --- count zero, backpressure, barrier --- */
 
-/* Whether the calling thread may wait for the reclaim thread here. */
+/* Whether the calling thread may wait for the reclaim pass here. */
 static bool may_block(void)
 {
 	if (is_reclaimer || lmm__freeing)
@@ -607,19 +585,19 @@ static void rcu_count_zero(struct lmm_ctx *ctx)
 	struct rcu_domain *rd = c->domain->scheme_state.rcu;
 
 	backpressure(rd);
-	c->scheme.rcu.next = NULL;
+	/*
+	 * Relaxed: gauges for lmm_stats and backpressure; counted before the
+	 * queue (whose lock orders it for the pass), so the pass's decrement
+	 * never passes it. backlog_max under rd->lock: one writer at a time.
+	 */
 	pthread_mutex_lock(&rd->lock);
-	if (rd->tail)
-		rd->tail->scheme.rcu.next = c;
-	else
-		rd->head = c;
-	rd->tail = c;
-	/* Relaxed: gauges for lmm_stats; the queue itself is under the lock. */
 	unsigned long n = atomic_fetch_add_explicit(&rd->backlog, 1, memory_order_relaxed) + 1;
 	if (n > atomic_load_explicit(&rd->backlog_max, memory_order_relaxed))
 		atomic_store_explicit(&rd->backlog_max, n, memory_order_relaxed);
-	sem_post(&rd->wake);
 	pthread_mutex_unlock(&rd->lock);
+	/* The thread exists from lmm_domain_create on (reclaim_at_create): never refused. */
+	if (!lmm__reclaim_queue(c->domain, c))
+		lmm__die("lmm_drop", "rcu domain without its reclaim thread");
 }
 
 /* lmm_barrier may be called by a worker (of any rcu domain): park it meanwhile. */
@@ -736,36 +714,27 @@ static int rcu_domain_init(struct lmm_domain *d)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (pthread_mutex_init(&rd->lock, NULL))
 		goto err_attr;
-	if (sem_init(&rd->wake, 0, 0))
-		goto err_lock;
 	if (pthread_cond_init(&rd->progress, &ca))
-		goto err_wake;
+		goto err_lock;
+	pthread_condattr_destroy(&ca);
 	/*
-	 * Before the reclaim thread exists: it registers with liburcu-qsbr at
-	 * once, and a fork from then on may copy liburcu's registry locked or
-	 * listing it (rcu_atfork refuses rcu to such a child). Under all_lock,
-	 * which the fork's prepare takes. Not undone if the thread cannot be
-	 * started: another domain may have set it meanwhile; a child refused
-	 * for nothing is safe.
+	 * Before the reclaim thread exists (lmm_domain_create starts it after
+	 * this, reclaim_at_create): its grace periods register it with
+	 * liburcu-qsbr and start liburcu's call_rcu thread, and a fork from
+	 * then on may copy liburcu's registry locked or listing it (rcu_atfork
+	 * refuses rcu to such a child). Under all_lock, which the fork's
+	 * prepare takes. Not undone if the thread cannot be started: another
+	 * domain may have set it meanwhile; a child refused for nothing is
+	 * safe.
 	 */
 	pthread_mutex_lock(&all_lock);
 	rcu_used = true;
-	pthread_mutex_unlock(&all_lock);
-	ret = lmm__thread_start(d, &rd->thread, reclaim_main, rd, "lmm-rcu");
-	if (ret)
-		goto err_progress;
-	pthread_condattr_destroy(&ca);
-	d->scheme_state.rcu = rd;
-	pthread_mutex_lock(&all_lock);
 	rd->next = all_domains;
 	all_domains = rd;
 	pthread_mutex_unlock(&all_lock);
+	d->scheme_state.rcu = rd;
 	return 0;
 
-err_progress:
-	pthread_cond_destroy(&rd->progress);
-err_wake:
-	sem_destroy(&rd->wake);
 err_lock:
 	pthread_mutex_destroy(&rd->lock);
 err_attr:
@@ -787,13 +756,8 @@ static void rcu_domain_fini(struct lmm_domain *d)
 		}
 	}
 	pthread_mutex_unlock(&all_lock);
-	pthread_mutex_lock(&rd->lock);
-	rd->stop = true;
-	sem_post(&rd->wake);
-	pthread_mutex_unlock(&rd->lock);
-	pthread_join(rd->thread, NULL);
+	/* The reclaim thread is gone already (lmm__reclaim_fini runs first). */
 	pthread_cond_destroy(&rd->progress);
-	sem_destroy(&rd->wake);
 	pthread_mutex_destroy(&rd->lock);
 	free(rd);
 	d->scheme_state.rcu = NULL;
@@ -834,6 +798,8 @@ const struct lmm_scheme_ops lmm_scheme_rcu = {
 	.users_zero = rcu_users_zero,
 	.installed = rcu_installed,
 	.count_zero = rcu_count_zero,
+	.reclaim_pass = rcu_reclaim_pass,
+	.reclaim_at_create = true,
 	.barrier_wait = rcu_barrier_wait,
 	.idle_enter = rcu_idle_enter,
 	.idle_exit = rcu_idle_exit,

@@ -6,9 +6,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-struct ctx_impl;
 struct lmm_ctx;
-struct rcu_domain; /* rcu.c: the reclaim thread, its queue and backpressure */
+struct rcu_domain; /* rcu.c: the grace periods' bookkeeping and backpressure */
 
 /*
  * Per worker, hot: what the lazy hit reads (rcu_lazy_resume, rcu.h), two
@@ -23,8 +22,8 @@ struct rcu_cold {
 	/*
 	 * A context whose count the nudge handler took to 0 when it left a
 	 * counted lazy hold (leave_torn). The handler cannot run the final drop
-	 * (it takes locks): it wakes the reclaim thread with sem_post, and that
-	 * thread, the worker's next install, lmm_idle_exit or offline, or the
+	 * (it takes locks): it kicks the reclaim engine (lmm__reclaim_kick, a
+	 * sem_post), whose pass, the worker's next install, lmm_idle_exit or offline, or the
 	 * last user waiting in users_zero, runs it (one exchange decides who).
 	 */
 	_Atomic(struct lmm_ctx *) orphan;
@@ -36,15 +35,10 @@ struct rcu_cold {
 	_Atomic(uintptr_t) reported;
 };
 
-/* Per context, once its count reached 0: the reclaim queue. */
-struct rcu_ctx {
-	struct ctx_impl *next; /* under the domain's lock, then the reclaim thread's alone */
-};
-
 /* Its members of the core's per-scheme unions (lib/internal.h). */
 #define LMM_RCU_WORKER_HOT struct lmm_inline_rcu rcu;
 #define LMM_RCU_WORKER_COLD struct rcu_cold rcu;
-#define LMM_RCU_CTX struct rcu_ctx rcu;
+#define LMM_RCU_CTX /* its queue link is the reclaim engine's, reclaim_next */
 #define LMM_RCU_DOMAIN struct rcu_domain *rcu;
 
 #endif

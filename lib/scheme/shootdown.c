@@ -16,7 +16,8 @@
  *      published active of each until none has the context installed.
  *   4. After a bounded wait (a worker blocks the signal, is stuck in a
  *      switch, or is the dropper itself inside a switch), the context goes to
- *      the reclaim thread, which keeps retrying; lmm_barrier waits for it.
+ *      the reclaim engine (lib/reclaim.h), whose thread keeps retrying;
+ *      lmm_barrier waits for it.
  *
  * (b) A worker leaving a dying context by itself clears its own bit.
  * (c) Droppers share signals: a signal already on its way to a worker, sent
@@ -31,38 +32,26 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../alloc.h"
 #include "shootdown.h"
 
 #define SD_WAIT_NS (100ull * 1000000)       /* the dropper's bounded wait */
 #define SD_RESEND_FIRST_NS (10ull * 1000000) /* re-signal a holder that has not moved */
-#define SD_RETRY_MAX_NS (1000ull * 1000000)  /* the reclaim thread's longest pause */
 #define SD_PATIENCE_FIRST_MS 1000u /* (d): an unanswered signal is sent again after this */
 #define SD_PATIENCE_MAX_MS 64000u  /* doubling up to this */
 
 /* The worker's words are struct shootdown_cold, the context's struct shootdown_ctx (shootdown_state.h). */
 
-struct shootdown_domain {
-	pthread_mutex_t lock; /* guards the fields below; never held across a free */
-	pthread_cond_t cond;
-	struct ctx_impl *head; /* contexts waiting for the reclaim thread */
-	bool started, stop, kicked;
-	bool starting; /* a dropper runs cfg.thread_create, without the lock (hand_off) */
-	pthread_t thread;
-};
-
+/* Lists of dying contexts: the reclaim engine's link, ours while we hold the list. */
 static inline struct ctx_impl *next_of(struct ctx_impl *c)
 {
-	/* Relaxed: the list is handed over under sd->lock or stays on one thread. */
-	return atomic_load_explicit(&c->scheme.shootdown.next, memory_order_relaxed);
+	return c->reclaim_next;
 }
 
 static inline void set_next(struct ctx_impl *c, struct ctx_impl *n)
 {
-	/* Relaxed: as next_of. */
-	atomic_store_explicit(&c->scheme.shootdown.next, n, memory_order_relaxed);
+	c->reclaim_next = n;
 }
 
 static bool ctx_dying(struct lmm_ctx *ctx)
@@ -263,7 +252,7 @@ static unsigned sweep(struct ctx_impl *c, enum sweep_mode mode, unsigned long *s
 }
 
 /*
- * One signal round over the list @batch (linked through scheme.shootdown.next): signal the
+ * One signal round over the list @batch (linked through reclaim_next): signal the
  * holders, poll until none is left or @budget_ns passed, re-signalling the
  * slow ones now and then. Releases every context that came free; returns the
  * list of the others. Called with no lock held.
@@ -324,92 +313,17 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 	return batch;
 }
 
-/* --- the reclaim thread --- */
-
-/* Put @batch (contexts still held) back on the reclaim list; under sd->lock. */
-static void requeue(struct shootdown_domain *sd, struct ctx_impl *batch)
-{
-	struct ctx_impl *tail = batch;
-	while (next_of(tail))
-		tail = next_of(tail);
-	set_next(tail, sd->head);
-	sd->head = batch;
-}
-
-static void *reclaim_main(void *arg)
-{
-	struct lmm_domain *d = arg;
-	struct shootdown_domain *sd = d->scheme_state.shootdown;
-	unsigned long long pause = SD_RESEND_FIRST_NS;
-
-	pthread_mutex_lock(&sd->lock);
-	for (;;) {
-		while (!sd->head && !sd->stop)
-			pthread_cond_wait(&sd->cond, &sd->lock);
-		if (!sd->head)
-			break; /* stop: domain_fini runs with no context left */
-		struct ctx_impl *batch = sd->head;
-		sd->head = NULL;
-		sd->kicked = false;
-		pthread_mutex_unlock(&sd->lock);
-
-		batch = shoot_round(d, batch, SD_WAIT_NS);
-
-		pthread_mutex_lock(&sd->lock);
-		if (!batch) {
-			pause = SD_RESEND_FIRST_NS;
-			continue;
-		}
-		/* Put the stragglers back and pause, unless new work or a barrier came. */
-		requeue(sd, batch);
-		if (!sd->kicked && !sd->stop) {
-			struct timespec ts = lmm_plat_deadline_ts(pause);
-			pthread_cond_timedwait(&sd->cond, &sd->lock, &ts);
-		}
-		if (pause < SD_RETRY_MAX_NS)
-			pause *= 2;
-	}
-	pthread_mutex_unlock(&sd->lock);
-	return NULL;
-}
+/* --- the reclaim engine's pass --- */
 
 /*
- * Give @c to the reclaim thread. false if there is no thread (yet): the
- * caller keeps shooting itself and tries again. The thread is started at
- * the first hand-off, inside lmm_put or lmm_drop, with no lock of ours
- * held: cfg.thread_create is the runtime's hook (lazymm(7)). A dropper that
- * finds another starting it does not wait for it.
+ * The engine's pass (on its thread: a round with the dropper's bound; in
+ * lmm_poll: one sweep, signal or resend, release who left). The contexts
+ * still held go back to the engine, which passes again after its pause, or
+ * at once when kicked (a new hand-off, lmm_barrier).
  */
-static bool hand_off(struct lmm_domain *d, struct ctx_impl *c)
+static struct ctx_impl *sd_reclaim_pass(struct lmm_domain *d, struct ctx_impl *batch, bool poll)
 {
-	struct shootdown_domain *sd = d->scheme_state.shootdown;
-	bool ok = true;
-
-	pthread_mutex_lock(&sd->lock);
-	if (!sd->started && !(d->cfg.flags & LMM_F_NO_THREADS)) {
-		ok = false;
-		if (!sd->starting) {
-			sd->starting = true;
-			pthread_mutex_unlock(&sd->lock);
-			pthread_t t;
-			bool started = lmm__thread_start(d, &t, reclaim_main, d, "lmm-shootdown") == 0;
-			pthread_mutex_lock(&sd->lock);
-			sd->starting = false;
-			if (started) {
-				sd->thread = t;
-				sd->started = true;
-				ok = true;
-			}
-		}
-	}
-	if (ok) {
-		set_next(c, sd->head);
-		sd->head = c;
-		sd->kicked = true;
-		pthread_cond_signal(&sd->cond);
-	}
-	pthread_mutex_unlock(&sd->lock);
-	return ok;
+	return batch ? shoot_round(d, batch, poll ? 0 : SD_WAIT_NS) : NULL;
 }
 
 static void sd_count_zero(struct lmm_ctx *ctx)
@@ -441,15 +355,22 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	stat_add(d, ST_SHOOTDOWNS, 1);
 	LMM_PROBE(shootdown, d, ctx);
 	set_next(c, NULL);
+	/*
+	 * lmm__reclaim_queue starts the engine's thread at the
+	 * first hand-off, here, with no lock of ours held (cfg.thread_create is
+	 * the runtime's hook, lazymm(7)); false if there is no thread (yet):
+	 * we keep shooting ourselves and try again. A dropper that finds
+	 * another starting it does not wait for it.
+	 */
 	if (d->cfg.flags & LMM_F_DEFER_FREE) {
 		/* The caller never waits: the reclaim thread batches the rounds (c). */
-		if (hand_off(d, c)) {
+		if (lmm__reclaim_queue(d, c)) {
 			LMM_PROBE(defer_handoff, d, ctx);
 			return;
 		}
 	} else if (self_stuck) {
 		/* Waiting on ourselves would only burn the bound. */
-		if (hand_off(d, c)) {
+		if (lmm__reclaim_queue(d, c)) {
 			stat_add(d, ST_RECLAIM_HANDOFFS, 1);
 			LMM_PROBE(reclaim_handoff, d, ctx);
 			return;
@@ -461,94 +382,15 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	stat_add(d, ST_RECLAIM_HANDOFFS, 1);
 	LMM_PROBE(reclaim_handoff, d, ctx);
 	/* No thread to hand it to: keep trying here rather than free early. */
-	while (!hand_off(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
+	while (!lmm__reclaim_queue(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
 		;
-}
-
-/* LMM_F_NO_THREADS: one round of the reclaim thread's, without its pause. */
-static bool sd_poll(struct lmm_domain *d)
-{
-	struct shootdown_domain *sd = d->scheme_state.shootdown;
-
-	pthread_mutex_lock(&sd->lock);
-	struct ctx_impl *batch = sd->head;
-	sd->head = NULL;
-	pthread_mutex_unlock(&sd->lock);
-	if (!batch)
-		return false;
-	batch = shoot_round(d, batch, 0); /* one sweep: signal or resend, release who left */
-	if (!batch)
-		return false;
-	pthread_mutex_lock(&sd->lock);
-	requeue(sd, batch);
-	pthread_mutex_unlock(&sd->lock);
-	return true;
-}
-
-static void sd_barrier_kick(struct lmm_domain *d)
-{
-	struct shootdown_domain *sd = d->scheme_state.shootdown;
-
-	pthread_mutex_lock(&sd->lock);
-	if (sd->head) {
-		sd->kicked = true;
-		pthread_cond_signal(&sd->cond);
-	}
-	pthread_mutex_unlock(&sd->lock);
-}
-
-static int sd_domain_init(struct lmm_domain *d)
-{
-	struct shootdown_domain *sd = lmm__calloc(1, sizeof(*sd));
-	if (!sd)
-		return -ENOMEM;
-	pthread_condattr_t attr;
-	int ret = pthread_condattr_init(&attr);
-	if (ret)
-		goto err_free;
-	ret = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	if (!ret)
-		ret = pthread_cond_init(&sd->cond, &attr);
-	pthread_condattr_destroy(&attr);
-	if (ret)
-		goto err_free;
-	ret = pthread_mutex_init(&sd->lock, NULL);
-	if (ret) {
-		pthread_cond_destroy(&sd->cond);
-		goto err_free;
-	}
-	d->scheme_state.shootdown = sd;
-	return 0;
-err_free:
-	free(sd);
-	return -ret;
-}
-
-static void sd_domain_fini(struct lmm_domain *d)
-{
-	struct shootdown_domain *sd = d->scheme_state.shootdown;
-
-	pthread_mutex_lock(&sd->lock);
-	sd->stop = true;
-	pthread_cond_signal(&sd->cond);
-	bool started = sd->started;
-	pthread_mutex_unlock(&sd->lock);
-	if (started)
-		pthread_join(sd->thread, NULL);
-	pthread_cond_destroy(&sd->cond);
-	pthread_mutex_destroy(&sd->lock);
-	free(sd);
-	d->scheme_state.shootdown = NULL;
 }
 
 const struct lmm_scheme_ops lmm_scheme_shootdown = {
 	.id = LMM_SCHEME_SHOOTDOWN,
 	.uses_signals = true,
-	.domain_init = sd_domain_init,
-	.domain_fini = sd_domain_fini,
 	.switched_away = sd_switched_away,
 	.count_zero = sd_count_zero,
-	.barrier_kick = sd_barrier_kick,
-	.poll = sd_poll,
+	.reclaim_pass = sd_reclaim_pass,
 	.signal = sd_signal,
 };

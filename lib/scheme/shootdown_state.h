@@ -6,8 +6,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-struct ctx_impl;
-struct shootdown_domain; /* shootdown.c: the reclaim thread and its list */
 
 /* Per worker, cold: the signal bookkeeping of droppers (shootdown.c, (c) and (d)). */
 struct shootdown_cold {
@@ -19,16 +17,15 @@ struct shootdown_cold {
 	atomic_ulong patience; /* (d): ms to wait for an answer to it before sending another */
 };
 
-/* Per context, once its count reached 0: the reclaim list. */
+/* Per context, once its count reached 0 (its list link is the reclaim engine's, reclaim_next). */
 struct shootdown_ctx {
-	_Atomic(struct ctx_impl *) next; /* the list link */
-	bool signalled;                  /* a round signalled its holders yet (the round's own) */
+	bool signalled; /* a round signalled its holders yet (the round's own) */
 };
 
 /* Its members of the core's per-scheme unions (lib/internal.h). */
 #define LMM_SHOOTDOWN_WORKER_HOT
 #define LMM_SHOOTDOWN_WORKER_COLD struct shootdown_cold shootdown;
 #define LMM_SHOOTDOWN_CTX struct shootdown_ctx shootdown;
-#define LMM_SHOOTDOWN_DOMAIN struct shootdown_domain *shootdown;
+#define LMM_SHOOTDOWN_DOMAIN
 
 #endif

@@ -5,8 +5,9 @@
  * each step cites the function it stands for (no line numbers: they go stale).
  *
  * Parties: NW = 2 workers, main (a non-worker thread that puts the first
- * user of A and B at any time) and the reclaim thread (reclaim_main: take
- * the queued batch, wait_grace_period while nudging, free), which also sends
+ * user of A and B at any time) and the reclaim thread (rcu_reclaim_pass on
+ * the engine's thread, lib/reclaim.c: take the queued batch,
+ * wait_grace_period while nudging, free), which also sends
  * one stray signal (see stray). Contexts: 0 = init, 1 = A, 2 = B; NUL (3) is
  * NULL (current, or lmm_switch's next for a context-less task). In its first
  * round, worker 0 may also take a user of the other context, go back to the
@@ -363,7 +364,7 @@ inline WAIT_GP()
 	od
 }
 
-/* reclaim_main; and the stray signal. */
+/* rcu_reclaim_pass (the engine's thread); and the stray signal. */
 proctype Reclaimer()
 {
 	byte i;
