@@ -441,7 +441,9 @@ int lmm_domain_create(const struct lmm_config *cfg, struct lmm_domain **out)
 	 * exists, and no error path is left that would join it.
 	 */
 	if (!(cfg->flags & LMM_F_NO_THREADS) && ((cfg->flags & LMM_F_DEFER_FREE) || scheme->reclaim_at_create)) {
+		cancel = cancel_off(); /* cfg.thread_create may wait: not at a cancellation point of ours */
 		ret = lmm__reclaim_start(d);
+		cancel_restore(cancel);
 		if (ret)
 			goto err_scheme;
 	}

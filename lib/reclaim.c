@@ -158,11 +158,12 @@ static void *reclaim_main(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		if (stop)
 			break; /* lmm_domain_destroy: no context is left, nor any work */
+		bool was_left = left;
 		left = pass(d, false);
-		if (left)
-			backoff_grow(&pause, RECLAIM_PAUSE_MAX_NS);
-		else
+		if (!left)
 			pause.nap = RECLAIM_PAUSE_FIRST_NS;
+		else if (was_left) /* the first pause is the first length */
+			backoff_grow(&pause, RECLAIM_PAUSE_MAX_NS);
 	}
 	return NULL;
 }
@@ -246,11 +247,11 @@ bool lmm__reclaim_queue(struct lmm_domain *d, struct ctx_impl *c)
 			}
 		}
 	}
-	if (ok)
+	if (ok) {
 		enqueue(&r->work_tail, c);
+		lmm__reclaim_kick(d); /* under the lock: see lmm__reclaim_free */
+	}
 	pthread_mutex_unlock(&r->lock);
-	if (ok)
-		lmm__reclaim_kick(d);
 	return ok;
 }
 
@@ -260,8 +261,13 @@ void lmm__reclaim_free(struct lmm_domain *d, struct ctx_impl *c)
 
 	pthread_mutex_lock(&r->lock);
 	enqueue(&r->frees_tail, c);
-	pthread_mutex_unlock(&r->lock);
+	/*
+	 * Kick before the unlock: once c can be taken, its free may run, and
+	 * lmm_barrier and lmm_domain_destroy may follow, before we would get
+	 * to a kick after it; the kick takes no lock.
+	 */
 	lmm__reclaim_kick(d);
+	pthread_mutex_unlock(&r->lock);
 }
 
 bool lmm__reclaim_poll(struct lmm_domain *d)

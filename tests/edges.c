@@ -11,12 +11,14 @@
  */
 
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <semaphore.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -453,6 +455,58 @@ Test(edges, cancel_pending_in_failed_create_rcu, .timeout = 60)
 }
 #endif
 
+/*
+ * The same with a cfg.thread_create that waits at a cancellation point
+ * (nanosleep) and then creates the thread: lmm_domain_create completes,
+ * and the cancel acts after it returned.
+ */
+static int create_cancel_then_sleep(pthread_t *t, void *(*start)(void *), void *arg, const char *name,
+				    void *user)
+{
+	(void)name, (void)user;
+	pthread_cancel(pthread_self()); /* pending: acts at the next cancellation point */
+	h_nap_us(1000);                 /* one, unless lazymm holds cancellation off */
+	return pthread_create(t, NULL, start, arg);
+}
+
+static __attribute__((noinline)) int create_sleeping(enum lmm_scheme scheme, struct lmm_domain **d)
+{
+	struct lmm_config cfg = { .scheme = scheme, .ops = &harness_ops, .flags = LMM_F_DEFER_FREE,
+				  .thread_create = create_cancel_then_sleep };
+	return lmm_domain_create(&cfg, d);
+}
+
+struct sleeping_create {
+	enum lmm_scheme scheme;
+	struct lmm_domain *d;
+	atomic_int ret;
+};
+
+static void *sleeping_create_main(void *arg)
+{
+	struct sleeping_create *sc = arg;
+	atomic_store(&sc->ret, create_sleeping(sc->scheme, &sc->d));
+	pthread_testcancel();
+	return NULL;
+}
+
+SCHEME_TEST(edges, cancel_pending_in_thread_create)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("pthread_cancel under TSan (google/sanitizers#646)");
+#endif
+	struct sleeping_create sc = { .scheme = scheme };
+	atomic_init(&sc.ret, 1);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, sleeping_create_main, &sc), 0);
+	void *res;
+	cr_assert_eq(pthread_join(t, &res), 0);
+	cr_assert_eq(res, PTHREAD_CANCELED);
+	cr_assert_eq(atomic_load(&sc.ret), 0, "lmm_domain_create cancelled inside cfg.thread_create (%d)",
+		     atomic_load(&sc.ret));
+	cr_assert_eq(lmm_domain_destroy(sc.d), 0);
+}
+
 /* ---------- the handler on an alternate stack ---------- */
 
 static char *alt_lo, *alt_hi;
@@ -865,3 +919,89 @@ SCHEME_TEST(edges, domain_signo)
 	cr_assert_eq(lmm_domain_signo(d), SIGUSR1);
 	cr_assert_eq(lmm_domain_destroy(d), 0);
 }
+
+/* ---------- the reclaim engine's wake-up never outlives the domain ---------- */
+
+/*
+ * lmm_domain_destroy is allowed once no context is live and no free is
+ * pending (lmm_domain_destroy(3)). So a thread whose deferred free was
+ * queued must be done with the domain by the time another thread can see
+ * that free run: the engine's kick (its sem_post) comes before its queue
+ * lock is dropped. This program's sem_post stands in for libc's and, on
+ * the thread that asked for it, waits 300 ms before posting: long enough
+ * for the free, lmm_barrier and lmm_domain_destroy to happen meanwhile if
+ * the kick came after the unlock. It then records that the domain was gone
+ * and does not touch its memory.
+ */
+static _Thread_local bool kick_delayed;
+static atomic_bool kick_waiting, kick_domain_gone, kick_after_destroy;
+
+int sem_post(sem_t *s)
+{
+	static int (*real)(sem_t *);
+	if (!real)
+		real = (int (*)(sem_t *))dlsym(RTLD_NEXT, "sem_post");
+	if (kick_delayed) {
+		kick_delayed = false;
+		atomic_store(&kick_waiting, true);
+		h_nap_us(300 * 1000);
+		if (atomic_load(&kick_domain_gone)) {
+			atomic_store(&kick_after_destroy, true);
+			return 0;
+		}
+	}
+	return real(s);
+}
+
+static struct lmm_ctx *kick_blocker; /* its free hook holds the reclaim thread */
+static atomic_bool kick_blocker_in, kick_blocker_go;
+
+static void kick_block_free(struct lmm_ctx *c)
+{
+	if (c != kick_blocker)
+		return;
+	atomic_store(&kick_blocker_in, true);
+	while (!atomic_load(&kick_blocker_go))
+		h_nap_us(1000);
+}
+
+static void *kick_put(void *arg)
+{
+	kick_delayed = true; /* this thread's kick posts 300 ms late */
+	lmm_put(arg);
+	return NULL;
+}
+
+static void kick_inside_lock_common(enum lmm_scheme scheme)
+{
+#ifdef LMM_TEST_TSAN
+	cr_skip_test("replaces sem_post, which TSan's runtime intercepts in the executable itself");
+#endif
+	struct lmm_domain *d = h_domain(scheme, LMM_F_DEFER_FREE, 0);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
+	kick_blocker = &a->ctx;
+	h_free_extra = kick_block_free;
+	lmm_put(&a->ctx); /* the reclaim thread runs a's free and waits there */
+	while (!atomic_load(&kick_blocker_in))
+		h_nap_us(1000);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, kick_put, &b->ctx), 0);
+	while (!atomic_load(&kick_waiting)) /* b queued, its kick on its way */
+		h_nap_us(1000);
+	atomic_store(&kick_blocker_go, true);
+	cr_assert_eq(lmm_barrier(d), 0); /* b's free is due: it waits for it */
+	cr_assert_eq(atomic_load(&b->frees), 1);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	atomic_store(&kick_domain_gone, true);
+	pthread_join(t, NULL);
+	h_free_extra = NULL;
+	cr_assert(!atomic_load(&kick_after_destroy),
+		  "the thread that queued a deferred free used the domain after lmm_domain_destroy");
+	free(a);
+	free(b);
+}
+
+Test(edges, kick_inside_lock_refcount, .timeout = 60) { kick_inside_lock_common(LMM_SCHEME_REFCOUNT); }
+#ifdef LMM_HAVE_HAZARD
+Test(edges, kick_inside_lock_hazard, .timeout = 60) { kick_inside_lock_common(LMM_SCHEME_HAZARD); }
+#endif

@@ -363,25 +363,28 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	 * another starting it does not wait for it.
 	 */
 	if (d->cfg.flags & LMM_F_DEFER_FREE) {
-		/* The caller never waits: the reclaim thread batches the rounds (c). */
+		/*
+		 * The caller never waits: the reclaim thread batches the rounds
+		 * (c). Once queued, c and d may be gone: the probe passes the
+		 * pointers' values only.
+		 */
 		if (lmm__reclaim_queue(d, c)) {
 			LMM_PROBE(defer_handoff, d, ctx);
 			return;
 		}
 	} else if (self_stuck) {
-		/* Waiting on ourselves would only burn the bound. */
-		if (lmm__reclaim_queue(d, c)) {
-			stat_add(d, ST_RECLAIM_HANDOFFS, 1);
-			LMM_PROBE(reclaim_handoff, d, ctx);
-			return;
-		}
+		goto hand_off; /* waiting on ourselves would only burn the bound */
 	}
 	c = shoot_round(d, c, SD_WAIT_NS);
 	if (!c)
 		return;
+hand_off:
 	stat_add(d, ST_RECLAIM_HANDOFFS, 1);
 	LMM_PROBE(reclaim_handoff, d, ctx);
-	/* No thread to hand it to: keep trying here rather than free early. */
+	/*
+	 * Counted before: once queued, c may be freed and d destroyed. No
+	 * thread to hand it to: keep trying here rather than free early.
+	 */
 	while (!lmm__reclaim_queue(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
 		;
 }
