@@ -215,10 +215,7 @@ static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long lo
 	while (atomic_load(&d->free_inflight[bucket]) != 0) {
 		if (lmm_plat_now_ns() > deadline)
 			return -ETIMEDOUT;
-		if (d->cfg.flags & LMM_F_NO_THREADS)
-			lmm__reclaim_poll(d); /* no thread does it: we do (frees may run here) */
-		else
-			lmm__reclaim_kick(d);
+		lmm__reclaim_help(d); /* frees may run here, when no thread does them */
 		backoff_nap(&backoff);
 	}
 	return 0;

@@ -255,6 +255,29 @@ bool lmm__reclaim_queue(struct lmm_domain *d, struct ctx_impl *c)
 	return ok;
 }
 
+void lmm__reclaim_park(struct lmm_domain *d, struct ctx_impl *c)
+{
+	struct lmm_reclaim *r = &d->reclaim;
+
+	pthread_mutex_lock(&r->lock);
+	enqueue(&r->work_tail, c);
+	lmm__reclaim_kick(d); /* a thread started meanwhile takes it (under the lock: see lmm__reclaim_free) */
+	pthread_mutex_unlock(&r->lock);
+}
+
+void lmm__reclaim_help(struct lmm_domain *d)
+{
+	struct lmm_reclaim *r = &d->reclaim;
+
+	pthread_mutex_lock(&r->lock);
+	bool thread = r->started;
+	pthread_mutex_unlock(&r->lock);
+	if (thread)
+		lmm__reclaim_kick(d);
+	else
+		pass(d, true); /* no thread does it (LMM_F_NO_THREADS, or it could not start): we do */
+}
+
 void lmm__reclaim_free(struct lmm_domain *d, struct ctx_impl *c)
 {
 	struct lmm_reclaim *r = &d->reclaim;

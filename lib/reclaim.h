@@ -56,6 +56,14 @@ LMM_HIDDEN void lmm__reclaim_fini(struct lmm_domain *d);
  * another's start); the caller keeps c and tries again later.
  */
 LMM_HIDDEN bool lmm__reclaim_queue(struct lmm_domain *d, struct ctx_impl *c);
+/*
+ * Queue c even with no thread to take it (lmm__reclaim_queue said false,
+ * and the caller cannot keep the work: it holds c itself). A thread that
+ * starts later takes it; until then lmm__reclaim_help's caller runs it.
+ */
+LMM_HIDDEN void lmm__reclaim_park(struct lmm_domain *d, struct ctx_impl *c);
+/* lmm_barrier's wait: wake the thread, or run a pass here while there is none. */
+LMM_HIDDEN void lmm__reclaim_help(struct lmm_domain *d);
 /* LMM_F_DEFER_FREE: run c's free on the thread (or in lmm_poll). */
 LMM_HIDDEN void lmm__reclaim_free(struct lmm_domain *d, struct ctx_impl *c);
 /* Wake the thread for a pass: work queued, or lmm_barrier waits. Async-signal-safe. */

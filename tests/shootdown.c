@@ -550,6 +550,61 @@ Test(shootdown, custom_signo, .timeout = 30)
 	free(a);
 }
 
+
+/*
+ * A switch_ctx that drops the last reference to the context it leaves:
+ * the dropper is the one holder, inside its switch, so it hands the
+ * context to the reclaim thread. When cfg.thread_create refuses that
+ * thread, the dropper cannot wait for itself: it parks the context with
+ * the engine and returns, and lmm_barrier, with no thread to wake, runs
+ * the pass itself once the switch is done.
+ */
+static struct lmm_ctx *drop_on_leave;
+static struct lmm_ops drop_ops;
+
+static void drop_leaving(struct lmm_worker *w, struct lmm_ctx *prev, struct lmm_ctx *next, unsigned flags)
+{
+	harness_ops.switch_ctx(w, prev, next, flags);
+	if (prev == drop_on_leave) {
+		drop_on_leave = NULL;
+		lmm_drop(prev); /* the last reference: its count reaches 0 here */
+	}
+}
+
+static int no_thread(pthread_t *t, void *(*start)(void *), void *arg, const char *name, void *user)
+{
+	(void)t, (void)start, (void)arg, (void)name, (void)user;
+	return EAGAIN;
+}
+
+Test(shootdown, self_drop_without_thread_returns, .timeout = 15)
+{
+	drop_ops = harness_ops;
+	drop_ops.switch_ctx = drop_leaving;
+	struct lmm_config cfg = { .scheme = LMM_SCHEME_SHOOTDOWN, .ops = &drop_ops, .timeout_ms = 5000,
+				  .thread_create = no_thread };
+	struct lmm_domain *d = NULL;
+	cr_assert_eq(lmm_domain_create(&cfg, &d), 0);
+	struct lmm_worker *w = h_online(d);
+	struct tctx *a = h_ctx(d, false), *b = h_ctx(d, false);
+	lmm_switch(w, &a->ctx);
+	lmm_grab(&a->ctx); /* the count reference the hook drops */
+	lmm_put(&a->ctx);  /* users gone: the task keeps a only through that reference */
+	drop_on_leave = &a->ctx;
+	lmm_switch(w, &b->ctx); /* returns: nothing to wait for on ourselves */
+	cr_assert_eq(atomic_load(&a->frees), 0, "freed while installed");
+	cr_assert_eq(lmm_barrier(d), 0, "the parked context was never freed");
+	cr_assert_eq(atomic_load(&a->frees), 1);
+	lmm_switch(w, NULL);
+	lmm_unlazy(w);
+	cr_assert_eq(lmm_worker_offline(w), 0);
+	lmm_put(&b->ctx);
+	cr_assert_eq(lmm_barrier(d), 0);
+	cr_assert_eq(lmm_domain_destroy(d), 0);
+	free(a);
+	free(b);
+}
+
 #else
 Test(shootdown, not_built) { cr_skip_test("the shootdown scheme is not built in"); }
 #endif

@@ -359,31 +359,39 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	 * lmm__reclaim_queue starts the engine's thread at the
 	 * first hand-off, here, with no lock of ours held (cfg.thread_create is
 	 * the runtime's hook, lazymm(7)); false if there is no thread (yet):
-	 * we keep shooting ourselves and try again. A dropper that finds
-	 * another starting it does not wait for it.
+	 * a dropper that is not a holder keeps shooting and tries again. A
+	 * dropper that finds another starting it does not wait for it.
+	 *
+	 * With LMM_F_DEFER_FREE the caller never waits: the reclaim thread
+	 * (started with the domain) batches the rounds (c). Once queued, c and
+	 * d may be gone: the probe passes the pointers' values only.
 	 */
-	if (d->cfg.flags & LMM_F_DEFER_FREE) {
+	if ((d->cfg.flags & LMM_F_DEFER_FREE) && lmm__reclaim_queue(d, c)) {
+		LMM_PROBE(defer_handoff, d, ctx);
+		return;
+	}
+	if (self_stuck) {
 		/*
-		 * The caller never waits: the reclaim thread batches the rounds
-		 * (c). Once queued, c and d may be gone: the probe passes the
-		 * pointers' values only.
+		 * Waiting on ourselves would never end: hand it over, or, if no
+		 * thread can take it, park it with the engine (lmm_barrier runs
+		 * its pass while there is no thread; the next hand-off tries to
+		 * start one). Counted before: once queued, c may be freed and d
+		 * destroyed.
 		 */
-		if (lmm__reclaim_queue(d, c)) {
-			LMM_PROBE(defer_handoff, d, ctx);
-			return;
-		}
-	} else if (self_stuck) {
-		goto hand_off; /* waiting on ourselves would only burn the bound */
+		stat_add(d, ST_RECLAIM_HANDOFFS, 1);
+		LMM_PROBE(reclaim_handoff, d, ctx);
+		if (!lmm__reclaim_queue(d, c))
+			lmm__reclaim_park(d, c);
+		return;
 	}
 	c = shoot_round(d, c, SD_WAIT_NS);
 	if (!c)
 		return;
-hand_off:
 	stat_add(d, ST_RECLAIM_HANDOFFS, 1);
 	LMM_PROBE(reclaim_handoff, d, ctx);
 	/*
-	 * Counted before: once queued, c may be freed and d destroyed. No
-	 * thread to hand it to: keep trying here rather than free early.
+	 * Counted before, as above. No thread to hand it to: keep trying
+	 * here rather than free early (we are not a holder: they move).
 	 */
 	while (!lmm__reclaim_queue(d, c) && (c = shoot_round(d, c, SD_WAIT_NS)))
 		;
