@@ -295,8 +295,8 @@ static __attribute__((noinline)) void switch_general(struct lmm_worker *w, struc
 /*
  * lmm_switch's copies of the body: one per scheme that asks for a fast copy
  * (LMM_NAME_IF_FAST_COPY), picked by w->path through lmm_switch's one
- * table (switch_copies); each has its scheme's hooks inline and tests nothing at run
- * time. The general copy tests LMM_F_DEBUG, the membarrier fallback and the
+ * table (switch_copies); each has its scheme's hooks inline and tests
+ * nothing at run time. The general copy tests LMM_F_DEBUG, the membarrier fallback and the
  * idle bracket. A worker whose scheme has no fast copy, or that needs one of
  * those tests, takes the general copy: a path is never shared between
  * schemes, and a scheme that asks for none never has a path of its own.
@@ -409,10 +409,10 @@ static __attribute__((noinline, cold)) void switch_foreign(struct lmm_worker *w,
 }
 
 /*
- * lmm_switch's copies of the body, one function each, reached through one
- * table indexed by w->path: the same load and indirect jump for every
- * scheme, so no scheme's copy is reached faster than another's by the
- * order in which a compiler lays out the tests of a switch statement.
+ * The fast copies, one function each, and the table: the same load and
+ * indirect jump for every scheme, where a switch statement's tests come
+ * in an order each compiler chooses (and the first scheme tested is
+ * reached soonest).
  */
 #define FAST_COPY(name, NAME)                                                           \
 	LMM_##NAME##_IF_FAST_COPY(static void switch_copy_##name(struct lmm_worker *w,  \
