@@ -7,7 +7,7 @@
  *                   any implementation through struct impl_ops
  *   report.c        the results: tables, ratios, CSV, plots
  *   impl_lazymm.c   lazymm's schemes, through <lazymm.h> alone
- *   impl_floor.c    the floor: a thread-local store through a call per operation
+ *   impl_floor.c    the floor: two thread-local stores through a call per switch, one per idle enter and exit
  *   impl_peer.c     the peers' generic switch, and atomic-refcount
  *   peer_*.c        the peers built on other libraries, one file per library
  *                   (liburcu's qsbr and memb flavours map the same names)

@@ -155,8 +155,10 @@ struct lmm_ops {
  * LMM_F_DEFER_FREE, and under rcu; a failure fails the call) or else,
  * under shootdown, inside the lmm_put or lmm_drop whose final drop first
  * hands a context to the reclaim thread (a failure there is not reported:
- * that caller goes on signalling and waiting for the holders itself, and
- * the next hand-off tries again).
+ * that caller goes on signalling and waiting for the holders itself, or,
+ * if it holds the context itself (a drop from switch_ctx), leaves it
+ * queued and returns; the next hand-off tries again, and lmm_barrier does
+ * the thread's pass while no thread exists).
  */
 typedef int (*lmm_thread_create_fn)(pthread_t *thread, void *(*start)(void *), void *arg,
 				    const char *name, void *user);
@@ -266,10 +268,13 @@ LMM_PUBLIC struct lmm_ctx *lmm_init_ctx(struct lmm_domain *d);
  * run. -EDEADLK from inside free; -ETIMEDOUT if a worker never lets a free
  * through (a scheme that must wait for workers gives up after a bound).
  */
-/* Hooks: rcu: switch_ctx (a worker caller's lazy hold settled); LMM_F_NO_THREADS: free. */
+/*
+ * Hooks: rcu: switch_ctx (a worker caller's lazy hold settled);
+ * LMM_F_NO_THREADS, or no lmm-reclaim thread could be started: free.
+ */
 LMM_PUBLIC int lmm_barrier(struct lmm_domain *d);
 /*
- * LMM_F_NO_THREADS: one pass of what the library threads would do
+ * LMM_F_NO_THREADS: one pass of what the lmm-reclaim thread would do
  * (deferred frees run here, on the caller's thread; shootdowns handed over
  * after their bounded wait are signalled again and released). 0 when
  * nothing is left waiting, -EAGAIN while work remains (call again later),

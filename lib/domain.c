@@ -178,7 +178,7 @@ void lmm__count_zero(struct ctx_impl *c)
 	 */
 	if (lmm__freeing && lmm__freeing->domain == d) {
 		e = lmm__freeing->free_epoch;
-		/* Relaxed: the parent's registration keeps the bucket non-zero; run_free releases. */
+		/* Relaxed: the parent's registration keeps the bucket non-zero; lmm__run_free releases. */
 		atomic_fetch_add_explicit(&d->free_inflight[e & 1], 1, memory_order_relaxed);
 		goto registered;
 	}
@@ -209,7 +209,7 @@ static int barrier_drain(struct lmm_domain *d, unsigned bucket, unsigned long lo
 	 * lmm__count_zero (litmus: barrier-epoch). An acquire load is outside
 	 * the seq_cst order and may miss a registration whose re-check saw the
 	 * old epoch (RC11; aarch64's LDAPR). Its acquire half pairs with
-	 * run_free's release: the frees' effects are visible (litmus:
+	 * lmm__run_free's release: the frees' effects are visible (litmus:
 	 * run-free-order).
 	 */
 	while (atomic_load(&d->free_inflight[bucket]) != 0) {
@@ -477,7 +477,7 @@ int lmm_domain_destroy(struct lmm_domain *d)
 	pthread_mutex_lock(&d->lock);
 	bool busy = d->online > 0;
 	pthread_mutex_unlock(&d->lock);
-	/* Acquire (all three) pairs with run_free's releases: no free still touches d
+	/* Acquire (all three) pairs with lmm__run_free's releases: no free still touches d
 	 * (litmus: run-free-order). */
 	bool freeing = atomic_load_explicit(&d->contexts_live, memory_order_acquire) != 0 ||
 		       atomic_load_explicit(&d->free_inflight[0], memory_order_acquire) != 0 || /* as above */

@@ -113,7 +113,8 @@ struct lmm_worker {
 	 * The inline path's one test (lazymm.h, LMM_INLINE): the scheme's id
 	 * while path is the scheme's fast copy and the scheme has inline pieces
 	 * in lazymm.h; 0 otherwise: inline callers then call lmm_switch.
-	 * Set with path (lmm__switch_path_set).
+	 * Fixed at online with path (lmm__switch_path_set), stored with it by
+	 * the idle bracket (worker_idle_set).
 	 */
 	unsigned char inline_kind;
 	/* The domain's handler runs the signal work now (switch_ctx's LMM_SWITCH_SIGNAL). */
@@ -370,7 +371,7 @@ LMM_HIDDEN void lmm__switch_path_set(struct lmm_worker *w);
 LMM_HIDDEN extern __thread struct lmm_worker *lmm__self __attribute__((tls_model("initial-exec")));
 /*
  * A free running on this thread (nested frees: the innermost). It lives on
- * run_free's stack, not in the context: once the free hook runs, the
+ * lmm__run_free's stack, not in the context: once the free hook runs, the
  * context's memory is the application's, and a nested lmm_drop must find
  * the domain and bucket without reading it.
  */

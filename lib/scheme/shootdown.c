@@ -14,10 +14,10 @@
  *   3. The rest are sent the domain's signal; the handler (sd_signal) moves a
  *      worker that is lazy on a dying context to init. The dropper polls the
  *      published active of each until none has the context installed.
- *   4. After a bounded wait (a worker blocks the signal, is stuck in a
- *      switch, or is the dropper itself inside a switch), the context goes to
- *      the reclaim engine (lib/reclaim.h), whose thread keeps retrying;
- *      lmm_barrier waits for it.
+ *   4. After a bounded wait (a worker blocks the signal, or is stuck in a
+ *      switch), the context goes to the reclaim engine (lib/reclaim.h),
+ *      whose thread keeps retrying; lmm_barrier waits for it. A dropper
+ *      inside a switch with the context installed hands it over at once.
  *
  * (b) A worker leaving a dying context by itself clears its own bit.
  * (c) Droppers share signals: a signal already on its way to a worker, sent

@@ -65,7 +65,7 @@ byte done;
 #define BIT(i) (1 << (i))
 #define W(s) atomic { s }
 
-/* lmm__ctx_release -> run_free: the application's free hook checks. */
+/* lmm__ctx_release -> lmm__run_free: the application's free hook checks. */
 inline RELEASE(x)
 {
 	W(assert(installed[x] == 0); assert(state[x] != FREED); assert(users[x] == 0); state[x] = FREED)

@@ -283,7 +283,7 @@ inline COUNT_ZERO(c)
 	 */
 	W(!((mask[c] & BIT(0)) && act[0] == c) && !((mask[c] & BIT(1)) && act[1] == c));
 	W(mask[c] = 0);
-	/* lmm__ctx_release -> run_free: the free hook's checks */
+	/* lmm__ctx_release -> lmm__run_free: the free hook's checks */
 	W(assert(installed[c] == 0); assert(state[c] != FREED); state[c] = FREED)
 }
 
