@@ -337,7 +337,12 @@ static void replace(struct round *r, unsigned i, unsigned *seed)
 
 /*
  * --no-fork: no fork phase. Under valgrind a child's exit status is
- * valgrind's verdict on memory that the parent's other threads own.
+ * valgrind's verdict on memory that the parent's other threads own. Also
+ * under qemu-user (LMM_TEST_QEMU, set by .ci/run): a fork while other
+ * emulated threads run can leave the child's translator waiting for a
+ * lock another emulator thread held at the fork (glib's slice allocator,
+ * under tb_gen_code), and the child hangs inside qemu before it runs a
+ * line of ours.
  */
 static bool no_fork;
 
@@ -706,6 +711,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (getenv("LMM_TEST_QEMU"))
+		no_fork = true; /* see no_fork */
 	if (workers < 1 || workers > MAX_WORKERS || contexts < 1 || contexts > MAX_SLOTS ||
 	    seconds <= 0 || round_secs <= 0) {
 		usage(stderr);
