@@ -213,11 +213,11 @@ SCHEME_TEST_OPTS(inline, last_put_races_inline_round_trips, .timeout = 120)
 		atomic_store(&r.round, round);
 		/*
 		 * A delay that varies by round, so the last put lands at every point
-		 * of the worker's round trip. The fence orders nothing: it only
-		 * keeps the compiler from deleting the empty loop.
+		 * of the worker's round trip (volatile: the compiler keeps the
+		 * empty loop).
 		 */
-		for (unsigned spin = round % 64; spin; spin--)
-			atomic_signal_fence(memory_order_seq_cst);
+		for (volatile unsigned spin = round % 64; spin; spin--)
+			;
 		lmm_put(&r.a->ctx);
 		while (atomic_load(&r.done) != round)
 			h_nap_us(10);
