@@ -43,17 +43,6 @@
 
 /* The worker's words are struct shootdown_cold, the context's struct shootdown_ctx (shootdown_state.h). */
 
-/* Lists of dying contexts: the reclaim engine's link, ours while we hold the list. */
-static inline struct ctx_impl *next_of(struct ctx_impl *c)
-{
-	return c->reclaim_next;
-}
-
-static inline void set_next(struct ctx_impl *c, struct ctx_impl *n)
-{
-	c->reclaim_next = n;
-}
-
 static bool ctx_dying(struct lmm_ctx *ctx)
 {
 	/*
@@ -261,7 +250,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 				    unsigned long long budget_ns)
 {
 	unsigned long *signalled = NULL;
-	if (batch && next_of(batch))
+	if (batch && batch->reclaim_next)
 		signalled = lmm__calloc(d->mask_words, sizeof(*signalled)); /* NULL: no dedup */
 
 	unsigned long long now = lmm_plat_now_ns();
@@ -281,16 +270,16 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 		}
 		struct ctx_impl *left = NULL, *c = batch;
 		while (c) {
-			struct ctx_impl *next = next_of(c);
+			struct ctx_impl *next = c->reclaim_next;
 			/* The list is ours alone: plain word, no atomics needed. */
 			enum sweep_mode mode = !resend ? SWEEP_POLL
 					     : c->scheme.shootdown.signalled ? SWEEP_RESEND : SWEEP_SIGNAL;
 			c->scheme.shootdown.signalled |= resend;
 			if (sweep(c, mode, signalled)) {
-				set_next(c, left);
+				c->reclaim_next = left;
 				left = c;
 			} else {
-				set_next(c, done);
+				c->reclaim_next = done;
 				done = c;
 			}
 			c = next;
@@ -306,7 +295,7 @@ static struct ctx_impl *shoot_round(struct lmm_domain *d, struct ctx_impl *batch
 	free(signalled);
 	/* free runs under no lock of ours: a final free must not re-enter its caller's locks. */
 	while (done) {
-		struct ctx_impl *next = next_of(done);
+		struct ctx_impl *next = done->reclaim_next;
 		lmm__ctx_release(ctx_public(done));
 		done = next;
 	}
@@ -354,7 +343,7 @@ static void sd_count_zero(struct lmm_ctx *ctx)
 	}
 	stat_add(d, ST_SHOOTDOWNS, 1);
 	LMM_PROBE(shootdown, d, ctx);
-	set_next(c, NULL);
+	c->reclaim_next = NULL;
 	/*
 	 * lmm__reclaim_queue starts the engine's thread at the
 	 * first hand-off, here, with no lock of ours held (cfg.thread_create is
